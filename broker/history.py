@@ -1,0 +1,62 @@
+"""Reading a channel's retained events (its bounded stream)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import redis.asyncio as redis
+
+from broker.keys import ChannelKeys
+from broker.types import Event, Offset, ParsedOffset, parse_offset
+
+
+@dataclass(slots=True)
+class HistoryPage:
+    events: list[Event]
+    #: the channel's newest retained offset (None: empty stream)
+    newest: Offset | None
+    #: the newest offset ever trimmed away (None: nothing trimmed yet)
+    trimmed: ParsedOffset | None
+
+    def reaches(self, since: ParsedOffset) -> bool:
+        """True when no event after ``since`` has been trimmed."""
+        return self.trimmed is None or self.trimmed <= since
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def to_events(channel: str, entries: list[Any]) -> list[Event]:
+    return [Event.stored(channel, _text(entry_id), _text(fields[b"d"])) for entry_id, fields in entries]
+
+
+def normalise(since: Offset) -> str:
+    ms, seq = parse_offset(since)
+    return f"{ms}-{seq}"
+
+
+async def read_after(
+    client: redis.Redis, keys: ChannelKeys, since: Offset | None, limit: int | None = None
+) -> HistoryPage:
+    """Events after ``since`` (none when ``since`` is None), plus the stream's bounds, in one atomic round trip."""
+    pipe = client.pipeline(transaction=True)
+    if since is not None:
+        pipe.xrange(keys.stream, min=f"({normalise(since)}", max="+", count=limit)
+    pipe.get(keys.trimmed)
+    pipe.xrevrange(keys.stream, max="+", min="-", count=1)
+    replies = await pipe.execute()
+    entries = replies[0] if since is not None else []
+    trimmed, newest = replies[-2], replies[-1]
+    return HistoryPage(
+        events=to_events(keys.channel, entries),
+        newest=_text(newest[0][0]) if newest else None,
+        trimmed=parse_offset(_text(trimmed)) if trimmed is not None else None,
+    )
+
+
+async def read_latest(client: redis.Redis, keys: ChannelKeys, limit: int) -> list[Event]:
+    """The last ``limit`` retained events, oldest first."""
+    entries = await client.xrevrange(keys.stream, max="+", min="-", count=limit)
+    return to_events(keys.channel, list(reversed(entries or [])))

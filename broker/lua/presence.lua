@@ -1,0 +1,73 @@
+-- presence.lua: who is in a channel, cluster-wide, with entries that expire
+-- when a replica dies without cleaning up (live replicas refresh them).
+--
+-- KEYS[1]  expiry zset   member "<user>\0<connection>", score = expiry (ms)
+-- KEYS[2]  lex zset      the same members, score 0 (prefix look-up by user)
+-- ARGV[1]  op: "enter" | "exit" | "list" | "refresh"
+-- ARGV[2]  now (ms)
+-- enter/exit: ARGV[3] member, ARGV[4] user, ARGV[5] expiry (ms, enter only)
+-- refresh:    ARGV[3] expiry (ms), ARGV[4..] members (only existing ones are touched)
+--
+-- Returns { flag, users... }:
+--   enter: flag 1 when this is the user's first live connection
+--   exit:  flag 1 when that was the user's last live connection
+--   list:  flag 0, then every live user (distinct, sorted)
+-- Every op first drops expired members; each user left with no member by that
+-- purge is appended after the flag of enter/exit/refresh as a departed user, with
+-- a 0-byte separator entry: { flag, "", departed... }.
+
+local function has_user(user)
+  local prefix = user .. '\0'
+  local found = redis.call('ZRANGEBYLEX', KEYS[2], '[' .. prefix, '(' .. user .. '\1', 'LIMIT', 0, 1)
+  return #found > 0
+end
+
+local function purge()
+  local dead = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[2])
+  local departed = {}
+  if #dead == 0 then return departed end
+  redis.call('ZREM', KEYS[1], unpack(dead))
+  redis.call('ZREM', KEYS[2], unpack(dead))
+  local seen = {}
+  for _, member in ipairs(dead) do
+    local user = string.match(member, '^(.-)%z')
+    if user and not seen[user] then
+      seen[user] = true
+      if not has_user(user) then table.insert(departed, user) end
+    end
+  end
+  return departed
+end
+
+local op = ARGV[1]
+local departed = purge()
+local result
+
+if op == 'enter' then
+  local first = has_user(ARGV[4]) and 0 or 1
+  redis.call('ZADD', KEYS[1], ARGV[5], ARGV[3])
+  redis.call('ZADD', KEYS[2], 0, ARGV[3])
+  result = { first }
+elseif op == 'exit' then
+  local removed = redis.call('ZREM', KEYS[1], ARGV[3])
+  redis.call('ZREM', KEYS[2], ARGV[3])
+  result = { (removed == 1 and not has_user(ARGV[4])) and 1 or 0 }
+elseif op == 'refresh' then
+  for i = 4, #ARGV do
+    redis.call('ZADD', KEYS[1], 'XX', ARGV[3], ARGV[i])
+  end
+  result = { 0 }
+else
+  local users, last = { 0 }, nil
+  for _, member in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do
+    local user = string.match(member, '^(.-)%z')
+    if user ~= last then table.insert(users, user); last = user end
+  end
+  return users
+end
+
+if #departed > 0 then
+  table.insert(result, '')
+  for _, user in ipairs(departed) do table.insert(result, user) end
+end
+return result
