@@ -1,0 +1,123 @@
+"""``create_app(settings)``: one replica. Nothing is built at import time, so a
+test can run several differently configured apps in one process."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+
+from api.auth import Auth
+from api.errors import Conflict, HeraldError, Unavailable
+from api.metrics import Sources
+from api.presence import RoomPresence
+from api.routes import chat, ops
+from api.settings import Settings
+from api.state import AppState
+from api.ws.chat_endpoint import chat_socket
+from api.ws.registry import Connections
+from broker import Broker, Duplicate
+from broker import Unavailable as BrokerUnavailable
+from broker.connect import is_memory, redact
+from broker.presence import Presence
+
+log = logging.getLogger("herald")
+
+STATIC = Path(__file__).parent / "static"
+
+
+def build_state(settings: Settings) -> AppState:
+    broker = Broker.from_url(
+        settings.redis_url,
+        replica_id=settings.replica_id,
+        prefix=settings.key_prefix,
+        history_size=settings.history_size,
+        buffer_limit=settings.send_queue,
+    )
+    presence = Presence(broker.client, settings.key_prefix, settings.replica_id, settings.presence_ttl_s)
+    state = AppState(
+        settings=settings,
+        broker=broker,
+        auth=Auth(settings.jwt_secret),
+        connections=Connections(settings.max_connections),
+        presence=RoomPresence(broker, presence),
+    )
+    state.metrics.sources = Sources(
+        connections=state.connections.count,
+        reconnects=lambda: broker.listener.reconnects,
+        channels=lambda: len(broker.hub.channels()),
+        graphql_subscriptions=lambda: state.graphql.subscriptions() if state.graphql else 0,
+        graphql_shared_streams=lambda: state.graphql.shared_streams() if state.graphql else 0,
+    )
+    return state
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        state = build_state(settings)
+        app.state.herald = state
+        backend = (
+            "embedded in-process Redis (memory://, single replica)"
+            if is_memory(settings.redis_url)
+            else redact(settings.redis_url)
+        )
+        log.info("replica %s starting; broker: %s", settings.replica_id, backend)
+        if not state.auth.enabled:
+            log.warning("HERALD_JWT_SECRET is not set: access is anonymous")
+        await state.broker.start()
+        if not state.broker.ready:
+            log.warning("redis is not reachable yet; /ready answers 503 until it is")
+        state.presence.start()
+        state.connections.start_heartbeat(settings.heartbeat_s)
+        try:
+            yield
+        finally:
+            await state.connections.stop()
+            await state.presence.stop()
+            await state.broker.close()
+            log.info("replica %s stopped", settings.replica_id)
+
+    app = FastAPI(
+        title="Herald",
+        summary="Horizontally scaled real-time pub/sub: chat rooms and GraphQL subscriptions over Redis",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.include_router(ops.router)
+    app.include_router(chat.router)
+    app.add_api_websocket_route("/ws/chat/{room}", chat_socket)
+    _add_error_handlers(app)
+    _add_web_page(app)
+    return app
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(HeraldError)
+    async def herald_error(request: Request, exc: HeraldError) -> JSONResponse:
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
+        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=headers)
+
+    @app.exception_handler(BrokerUnavailable)
+    async def unavailable(request: Request, exc: BrokerUnavailable) -> JSONResponse:
+        return await herald_error(request, Unavailable("redis is unavailable; nothing was published"))
+
+    @app.exception_handler(Duplicate)
+    async def duplicate(request: Request, exc: Duplicate) -> JSONResponse:
+        return await herald_error(request, Conflict(str(exc)))
+
+
+def _add_web_page(app: FastAPI) -> None:
+    static_dir = str(STATIC)
+    app.mount("/static", StaticFiles(directory=static_dir), name="static")
+
+    @app.get("/", include_in_schema=False)
+    async def index() -> FileResponse:
+        return FileResponse(f"{static_dir}/index.html")

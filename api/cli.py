@@ -1,0 +1,94 @@
+"""``herald serve | token | bench``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+import uvicorn
+
+from api.auth import Auth
+from api.logs import configure
+from api.settings import Settings
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="herald", description="Herald: real-time pub/sub over Redis")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run one replica (uvicorn)")
+    serve.add_argument("--host", help="bind address (HERALD_HOST, default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port (HERALD_PORT, default 8000)")
+    serve.add_argument("--redis-url", help="redis://… or memory:// (HERALD_REDIS_URL, default memory://)")
+    serve.add_argument("--replica-id", help="replica name (HERALD_REPLICA_ID, default <hostname>-<pid>)")
+
+    token = commands.add_parser("token", help="print a signed JWT (needs HERALD_JWT_SECRET)")
+    token.add_argument("--user", required=True, help="the token's subject")
+    token.add_argument("--ttl", type=float, help="lifetime in seconds (default: no expiry)")
+    token.add_argument("--channels", help="comma-separated room names the token is limited to")
+
+    bench = commands.add_parser("bench", help="run the benchmark suite (from a source checkout)", add_help=False)
+    bench.add_argument("args", nargs=argparse.REMAINDER)
+    return parser
+
+
+def serve(settings: Settings) -> int:
+    from api.app import create_app
+
+    configure(settings.log_level, settings.log_format)
+    config = uvicorn.Config(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        loop="uvloop",
+        http="httptools",
+        # websockets-sansio enforces ws_max_size (close 1009); wsproto does not.
+        ws="websockets-sansio",
+        ws_max_size=settings.max_message_bytes,
+        timeout_graceful_shutdown=int(settings.shutdown_grace_s),
+        log_config=None,
+        access_log=False,
+        proxy_headers=True,
+        forwarded_allow_ips="*",
+    )
+    uvicorn.Server(config).run()
+    return 0
+
+
+def token(user: str, ttl: float | None, channels: str | None) -> int:
+    settings = Settings()
+    if not settings.jwt_secret:
+        print("herald token: HERALD_JWT_SECRET is not set", file=sys.stderr)
+        return 2
+    rooms = [c.strip() for c in channels.split(",") if c.strip()] if channels else None
+    print(Auth(settings.jwt_secret).issue(user, ttl, rooms))
+    return 0
+
+
+def bench(args: Sequence[str]) -> int:
+    try:
+        from benchmarks.run import main as run_bench  # type: ignore[import-not-found,unused-ignore]
+    except ImportError:
+        print("herald bench: run it from a source checkout (the benchmarks/ package is not installed)", file=sys.stderr)
+        return 2
+    return int(run_bench(list(args)))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "serve":
+        overrides = {
+            key: value
+            for key, value in (
+                ("host", args.host),
+                ("port", args.port),
+                ("redis_url", args.redis_url),
+                ("replica_id", args.replica_id),
+            )
+            if value is not None
+        }
+        return serve(Settings(**overrides))
+    if args.command == "token":
+        return token(args.user, args.ttl, args.channels)
+    return bench(args.args)

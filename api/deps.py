@@ -1,0 +1,53 @@
+"""FastAPI dependencies as ``Annotated`` aliases (the FastAPI template's style)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from api.auth import Principal, token_from
+from api.errors import Unauthorized
+from api.settings import Settings
+from api.state import AppState
+from broker import Broker
+
+
+def get_state(request: Request) -> AppState:
+    state: AppState = request.app.state.herald
+    return state
+
+
+def get_settings(request: Request) -> Settings:
+    return get_state(request).settings
+
+
+def get_broker(request: Request) -> Broker:
+    return get_state(request).broker
+
+
+def get_writer(request: Request) -> Principal:
+    """Who may write: the token's subject (401 without a valid one) or ``anonymous`` when auth is off."""
+    auth = get_state(request).auth
+    if not auth.enabled:
+        return auth.principal(None)
+    token = token_from(request.query_params, request.headers)
+    if token is None:
+        raise Unauthorized("a bearer token is required to write")
+    return auth.verify(token)
+
+
+def get_reader(request: Request) -> Principal | None:
+    """Reads stay open; a token, when given and valid, still restricts rooms."""
+    auth = get_state(request).auth
+    token = token_from(request.query_params, request.headers)
+    if not auth.enabled or token is None:
+        return None
+    return auth.verify(token)
+
+
+StateDep = Annotated[AppState, Depends(get_state)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+BrokerDep = Annotated[Broker, Depends(get_broker)]
+WriterDep = Annotated[Principal, Depends(get_writer)]
+ReaderDep = Annotated[Principal | None, Depends(get_reader)]

@@ -1,0 +1,79 @@
+"""Prometheus metrics. Hot-path counts are plain ints read at scrape time (a
+prometheus ``Counter.inc`` takes a lock: too dear per message per subscriber)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+@dataclass
+class Counts:
+    published: int = 0
+    delivered: int = 0
+    slow_consumers: int = 0
+    rate_limited: int = 0
+    graphql_executions: int = 0
+
+
+@dataclass
+class Sources:
+    """Live readings owned by other components, sampled at scrape time."""
+
+    connections: Callable[[str], int]
+    reconnects: Callable[[], int]
+    channels: Callable[[], int]
+    graphql_subscriptions: Callable[[], int]
+    graphql_shared_streams: Callable[[], int]
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.counts = Counts()
+        self.sources: Sources | None = None
+        self.publish_seconds = Histogram(
+            "herald_publish_seconds",
+            "Time to publish one event to Redis (one round trip)",
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
+            registry=self.registry,
+        )
+        self.registry.register(_Collector(self))
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class _Collector(Collector):
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+
+    def collect(self) -> Iterator[Metric]:
+        counts, sources = self._metrics.counts, self._metrics.sources
+        if sources is None:
+            return
+        connections = GaugeMetricFamily("herald_connections", "Open WebSockets", labels=["endpoint"])
+        for endpoint in ("chat", "graphql"):
+            connections.add_metric([endpoint], sources.connections(endpoint))
+        yield connections
+        for name, doc, value in (
+            ("herald_messages_published", "Events published by this replica", counts.published),
+            ("herald_messages_delivered", "Frames handed to local clients", counts.delivered),
+            ("herald_slow_consumers", "Clients closed 1013 for a full send queue", counts.slow_consumers),
+            ("herald_rate_limited", "Chat frames refused by the rate limit", counts.rate_limited),
+            ("herald_redis_reconnects", "Pub/sub reconnections to Redis", sources.reconnects()),
+            ("herald_graphql_executions", "Subscription events executed", counts.graphql_executions),
+        ):
+            yield CounterMetricFamily(name, doc, value=value)
+        for name, doc, value in (
+            ("herald_channels", "Channels this replica is subscribed to", sources.channels()),
+            ("herald_graphql_subscriptions", "Active GraphQL subscription operations", sources.graphql_subscriptions()),
+            ("herald_graphql_shared_streams", "Distinct executions serving them", sources.graphql_shared_streams()),
+        ):
+            yield GaugeMetricFamily(name, doc, value=value)

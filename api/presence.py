@@ -1,0 +1,56 @@
+"""Room presence as clients see it: ``join``/``leave`` frames and the ``presence`` list.
+
+The broker keeps the cluster-wide truth; this turns its "first connection" /
+"last connection" answers into frames published to the room on every replica.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from api.models import dumps, now
+from broker import Broker, Unavailable, chat_channel
+from broker.presence import Change, Presence
+
+log = logging.getLogger(__name__)
+
+
+def membership_frame(kind: str, room: str, user: str) -> str:
+    return dumps({"type": kind, "room": room, "user": user, "ts": now()})
+
+
+class RoomPresence:
+    def __init__(self, broker: Broker, presence: Presence) -> None:
+        self._broker = broker
+        self._presence = presence
+
+    def start(self) -> None:
+        self._presence.start()
+
+    async def stop(self) -> None:
+        await self._presence.stop()
+
+    async def enter(self, room: str, user: str, connection: str) -> None:
+        try:
+            change = await self._presence.enter(chat_channel(room), user, connection)
+            await self._announce(room, user, change, "join")
+        except Unavailable:
+            log.warning("presence not recorded for %s in %s: redis is unavailable", user, room)
+
+    async def exit(self, room: str, user: str, connection: str) -> None:
+        try:
+            change = await self._presence.exit(chat_channel(room), user, connection)
+            await self._announce(room, user, change, "leave")
+        except Unavailable:
+            log.warning("presence not cleared for %s in %s: its entry will expire", user, room)
+
+    async def users(self, room: str) -> list[str]:
+        channel = chat_channel(room)
+        return await self._presence.users(channel)
+
+    async def _announce(self, room: str, user: str, change: Change, kind: str) -> None:
+        channel = chat_channel(room)
+        for departed in change.departed:
+            await self._broker.publish_ephemeral(channel, membership_frame("leave", room, departed))
+        if change.changed:
+            await self._broker.publish_ephemeral(channel, membership_frame(kind, room, user))

@@ -1,0 +1,44 @@
+"""``/api/chat/{room}/messages``: publish over HTTP, read retained history."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated
+
+import orjson
+from fastapi import APIRouter, Path, Query, status
+
+from api.deps import BrokerDep, ReaderDep, StateDep, WriterDep
+from api.errors import BadRequest
+from api.models import ROOM_PATTERN, ChatMessage, MessageAccepted, MessageIn, chat_payload
+from broker import chat_channel, is_offset
+
+router = APIRouter(prefix="/api/chat", tags=["chat"])
+
+RoomPath = Annotated[str, Path(pattern=ROOM_PATTERN, description="room name")]
+
+
+@router.post("/{room}/messages", status_code=status.HTTP_202_ACCEPTED, response_model=MessageAccepted)
+async def post_message(room: RoomPath, body: MessageIn, writer: WriterDep, state: StateDep) -> MessageAccepted:
+    writer.check_room(room)
+    started = time.perf_counter()
+    offset = await state.broker.publish(chat_channel(room), chat_payload(room, writer.user, body.text))
+    state.metrics.publish_seconds.observe(time.perf_counter() - started)
+    state.metrics.counts.published += 1
+    return MessageAccepted(id=offset)
+
+
+@router.get("/{room}/messages", response_model=list[ChatMessage])
+async def get_messages(
+    room: RoomPath,
+    broker: BrokerDep,
+    reader: ReaderDep,
+    since: Annotated[str | None, Query(description="offset: the first `limit` events after it")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> list[ChatMessage]:
+    if reader is not None:
+        reader.check_room(room)
+    if since is not None and not is_offset(since):
+        raise BadRequest(f"since is not an offset: {since!r}")
+    events = await broker.history(chat_channel(room), since, limit)
+    return [ChatMessage(id=event.offset or "", **orjson.loads(event.data)) for event in events]

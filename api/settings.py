@@ -1,0 +1,47 @@
+"""Every ``HERALD_*`` setting. The README's settings table is checked against this model."""
+
+from __future__ import annotations
+
+import os
+import socket
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def default_replica_id() -> str:
+    """Unique per process, readable in logs: ``<hostname>-<pid>``."""
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="HERALD_", extra="ignore")
+
+    redis_url: str = Field(
+        "memory://", description="`redis://…`/`rediss://…` for a real Redis; `memory://` embeds one (single replica)"
+    )
+    replica_id: str = Field(
+        default_factory=default_replica_id, description="name this replica reports; default `<hostname>-<pid>`"
+    )
+    host: str = Field("127.0.0.1", description="`herald serve` bind address")
+    port: int = Field(8000, description="`herald serve` port")
+    key_prefix: str = Field("herald", description="prefix of every Redis key and pub/sub channel")
+    history_size: int = Field(1000, ge=1, description="events retained per channel (exactly), for `since` recovery")
+    heartbeat_s: float = Field(30.0, gt=0, description="interval of chat `heartbeat` frames")
+    max_message_bytes: int = Field(65536, ge=64, description="largest accepted WebSocket frame; larger closes 1009")
+    rate_limit: float = Field(20.0, gt=0, description="chat `message` frames per second per connection")
+    rate_burst: int = Field(40, ge=1, description="token-bucket burst for `HERALD_RATE_LIMIT`")
+    send_queue: int = Field(1000, ge=1, description="frames queued per connection before it is closed 1013")
+    max_connections: int = Field(10000, ge=1, description="WebSockets per replica; beyond it new ones close 1013")
+    jwt_secret: str | None = Field(None, description="HS256 secret; when set every WebSocket and write needs a token")
+    presence_ttl_s: float = Field(30.0, gt=0, description="presence entry lifetime, refreshed while the socket lives")
+    graphql_init_timeout_s: float = Field(
+        3.0, gt=0, description="graphql-transport-ws: close 4408 without `connection_init`"
+    )
+    graphql_keepalive_s: float = Field(15.0, gt=0, description="legacy graphql-ws `ka` interval")
+    graphql_max_depth: int = Field(10, ge=1, description="deepest selection accepted (introspection exempt)")
+    graphql_max_fields: int = Field(500, ge=1, description="most fields (aliases included) one operation may select")
+    shutdown_grace_s: float = Field(10.0, gt=0, description="SIGTERM: seconds to close sockets (1012) and exit")
+    log_level: str = Field("info", description="`debug`, `info`, `warning`, `error`")
+    log_format: Literal["text", "json"] = Field("text", description="`json` for one JSON object per log line")

@@ -1,0 +1,25 @@
+"""What one running app holds: built by the lifespan, reached through ``api.deps``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from api.auth import Auth
+from api.metrics import Metrics
+from api.presence import RoomPresence
+from api.settings import Settings
+from api.ws.registry import Connections
+from broker import Broker
+
+
+@dataclass
+class AppState:
+    settings: Settings
+    broker: Broker
+    auth: Auth
+    connections: Connections
+    presence: RoomPresence
+    metrics: Metrics = field(default_factory=Metrics)
+    #: GraphQL subscription manager (api.graphql), set by the app factory
+    graphql: Any = None

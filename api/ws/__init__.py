@@ -1,0 +1,1 @@
+"""WebSocket plumbing shared by the chat and GraphQL endpoints."""

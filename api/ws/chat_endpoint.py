@@ -1,0 +1,188 @@
+"""``/ws/chat/{room}``: the runner around ``ChatProtocol``.
+
+Order matters for "no gap, no duplicate": subscribe (buffering) -> welcome ->
+replay -> go live -> start the writer. Refusals happen before ``accept()`` so
+the client sees HTTP 403 and no socket opens.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+import orjson
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from api.auth import Principal, token_from
+from api.errors import CloseCode, ErrorCode, HeraldError
+from api.models import chat_payload, dumps, is_room, now, with_offset
+from api.state import AppState
+from api.ws.chat_protocol import AskPresence, ChatProtocol, Close, Publish, Reply, TokenBucket, error_frame
+from api.ws.connection import Connection
+from broker import Event, Subscription, Unavailable, chat_channel, is_offset
+
+log = logging.getLogger(__name__)
+
+
+def chat_frame(event: Event) -> str:
+    """The client frame for a chat event; computed once per event per replica (``Event.memo``)."""
+    if event.offset is None:
+        return event.data  # join/leave: published as complete frames
+    return with_offset("id", event.offset, '{"type":"message",' + event.data[1:])
+
+
+def frame_user(event: Event) -> str | None:
+    """The user a join/leave frame is about (so a member is not told of their own arrival)."""
+    if event.offset is not None:
+        return None
+    user = orjson.loads(event.data).get("user")
+    return user if isinstance(user, str) else None
+
+
+def _refuse_reason(websocket: WebSocket, room: str, state: AppState) -> tuple[Principal | None, str]:
+    if not is_room(room):
+        return None, "invalid room name"
+    since = websocket.query_params.get("since")
+    if since is not None and not is_offset(since):
+        return None, "since is not an offset"
+    try:
+        principal = state.auth.principal(
+            token_from(websocket.query_params, websocket.headers), websocket.query_params.get("user")
+        )
+        principal.check_room(room)
+    except HeraldError as exc:
+        return None, exc.detail
+    return principal, ""
+
+
+async def chat_socket(websocket: WebSocket, room: str) -> None:
+    state: AppState = websocket.app.state.herald
+    settings = state.settings
+    principal, reason = _refuse_reason(websocket, room, state)
+    if principal is None:
+        log.info("refused chat handshake for room %r: %s", room, reason)
+        await websocket.close(CloseCode.POLICY_VIOLATION, reason)  # before accept(): HTTP 403
+        return
+    await websocket.accept()
+    if state.connections.full():
+        await websocket.close(CloseCode.TRY_AGAIN_LATER, "replica at HERALD_MAX_CONNECTIONS")
+        return
+    conn = Connection(
+        websocket, endpoint="chat", user=principal.user, queue_size=settings.send_queue, counts=state.metrics.counts
+    )
+    state.connections.add(conn)
+    try:
+        await _serve(websocket, conn, room, principal, state)
+    finally:
+        state.connections.discard(conn)
+        await conn.stop_writer()
+
+
+async def _serve(websocket: WebSocket, conn: Connection, room: str, principal: Principal, state: AppState) -> None:
+    channel = chat_channel(room)
+    user = principal.user
+
+    def sink(event: Event) -> None:
+        if event.offset is None and event.memo(frame_user) == user:
+            return
+        conn.push(event.memo(chat_frame))
+
+    since = websocket.query_params.get("since")
+    try:
+        subscription = await state.broker.subscribe(channel, sink, since)
+    except Unavailable:
+        await conn.close(CloseCode.TRY_AGAIN_LATER, "redis is unavailable; retry with since")
+        return
+    expiry: asyncio.TimerHandle | None = None
+    try:
+        await _welcome(conn, subscription, room, user, since, state)
+        if not subscription.go_live():
+            await conn.close(CloseCode.TRY_AGAIN_LATER, "slow consumer: fell behind during replay")
+            return
+        conn.start_writer()
+        if principal.expires_at is not None:
+            expiry = asyncio.get_running_loop().call_at(
+                asyncio.get_running_loop().time() + max(0.0, principal.expires_at - time.time()),
+                conn.close_soon,
+                CloseCode.POLICY_VIOLATION,
+                "token expired",
+            )
+        await state.presence.enter(room, user, conn.id)
+        try:
+            await _receive_loop(websocket, conn, room, user, state)
+        finally:
+            await state.presence.exit(room, user, conn.id)
+    except (WebSocketDisconnect, OSError, RuntimeError):
+        pass
+    finally:
+        if expiry is not None:
+            expiry.cancel()
+        await subscription.close()
+
+
+async def _welcome(
+    conn: Connection, subscription: Subscription, room: str, user: str, since: str | None, state: AppState
+) -> None:
+    welcome: dict[str, object] = {
+        "type": "welcome",
+        "room": room,
+        "user": user,
+        "replica": state.settings.replica_id,
+        "offset": subscription.offset,
+    }
+    if since is not None:
+        welcome["recovered"] = subscription.recovered
+    await conn.send_now(dumps(welcome))
+    for event in subscription.replay:
+        await conn.send_now(event.memo(chat_frame))
+
+
+async def _receive_loop(websocket: WebSocket, conn: Connection, room: str, user: str, state: AppState) -> None:
+    settings = state.settings
+    protocol = ChatProtocol(
+        max_bytes=settings.max_message_bytes, bucket=TokenBucket(settings.rate_limit, settings.rate_burst)
+    )
+    channel = chat_channel(room)
+    while not conn.closed:
+        message = await websocket.receive()
+        if message["type"] == "websocket.disconnect":
+            return
+        text = message.get("text")
+        actions = protocol.receive(text) if text is not None else protocol.receive_bytes(message.get("bytes") or b"")
+        for action in actions:
+            if isinstance(action, Reply):
+                conn.push(action.frame)
+            elif isinstance(action, Publish):
+                await _publish(conn, channel, chat_payload(room, user, action.text), state)
+            elif isinstance(action, AskPresence):
+                await _presence(conn, room, state)
+            elif isinstance(action, Close):
+                await conn.close(action.code, action.reason)
+                return
+        state.metrics.counts.rate_limited += protocol.rate_limited
+        protocol.rate_limited = 0
+
+
+async def _publish(conn: Connection, channel: str, payload: str, state: AppState) -> None:
+    started = time.perf_counter()
+    try:
+        await state.broker.publish(channel, payload)
+    except Unavailable:
+        conn.push(error_frame(ErrorCode.UNAVAILABLE, "redis is unavailable; the message was not published"))
+        return
+    state.metrics.publish_seconds.observe(time.perf_counter() - started)
+    state.metrics.counts.published += 1
+
+
+async def _presence(conn: Connection, room: str, state: AppState) -> None:
+    try:
+        users = await state.presence.users(room)
+    except Unavailable:
+        conn.push(error_frame(ErrorCode.UNAVAILABLE, "redis is unavailable"))
+        return
+    conn.push(dumps({"type": "presence", "room": room, "users": users}))
+
+
+def join_frame(kind: str, room: str, user: str) -> str:
+    return dumps({"type": kind, "room": room, "user": user, "ts": now()})

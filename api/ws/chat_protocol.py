@@ -1,0 +1,141 @@
+"""The chat protocol as a sans-I/O machine: a frame (or a tick) in, actions out.
+
+It awaits nothing and touches no socket, so every rule of SPEC §4 is a plain
+unit test: ``assert ChatProtocol(...).receive('nope') == [Reply(error...)]``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, Field, TypeAdapter, ValidationError
+
+from api.errors import CloseCode, ErrorCode
+from api.models import dumps
+
+NOT_JSON = "仅支持JSON格式 (only JSON text frames are supported)"
+
+
+# -- client -> server frames ----------------------------------------------------
+
+
+class _MessageFrame(BaseModel):
+    type: Literal["message"]
+    text: str = Field(min_length=1)
+
+
+class _PingFrame(BaseModel):
+    type: Literal["ping"]
+
+
+class _PresenceFrame(BaseModel):
+    type: Literal["presence"]
+
+
+_ClientFrame = TypeAdapter(Annotated[_MessageFrame | _PingFrame | _PresenceFrame, Field(discriminator="type")])
+
+
+# -- actions the runner carries out -----------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """Send this frame to this client only."""
+
+    frame: str
+
+
+@dataclass(frozen=True, slots=True)
+class Publish:
+    """Publish a chat message with this text to the room (every replica)."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class AskPresence:
+    """Answer with the room's cluster-wide presence list."""
+
+
+@dataclass(frozen=True, slots=True)
+class Close:
+    code: CloseCode
+    reason: str
+
+
+ChatAction = Reply | Publish | AskPresence | Close
+
+PONG = Reply(dumps({"type": "pong"}))
+
+
+def error_frame(code: ErrorCode, detail: str) -> str:
+    return dumps({"type": "error", "code": code, "detail": detail})
+
+
+class TokenBucket:
+    """``rate`` tokens per second, at most ``burst`` saved up."""
+
+    __slots__ = ("_clock", "_last", "_tokens", "burst", "rate")
+
+    def __init__(self, rate: float, burst: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self.rate = rate
+        self.burst = burst
+        self._clock = clock
+        self._tokens = float(burst)
+        self._last = clock()
+
+    def take(self) -> bool:
+        now = self._clock()
+        self._tokens = min(self.burst, self._tokens + (now - self._last) * self.rate)
+        self._last = now
+        if self._tokens >= 1:
+            self._tokens -= 1
+            return True
+        return False
+
+
+class ChatProtocol:
+    def __init__(self, *, max_bytes: int, bucket: TokenBucket) -> None:
+        self.max_bytes = max_bytes
+        self.bucket = bucket
+        self.rate_limited = 0
+
+    def receive(self, text: str) -> list[ChatAction]:
+        # Backstop for servers that do not enforce ws_max_size themselves (wsproto, TestClient).
+        if len(text) * 4 > self.max_bytes and len(text.encode()) > self.max_bytes:
+            return [Close(CloseCode.MESSAGE_TOO_BIG, "frame too large")]
+        try:
+            frame = _ClientFrame.validate_json(text)
+        except ValidationError as exc:
+            return [Reply(error_frame(ErrorCode.BAD_REQUEST, _explain(exc)))]
+        if isinstance(frame, _MessageFrame):
+            if not self.bucket.take():
+                self.rate_limited += 1
+                return [Reply(error_frame(ErrorCode.RATE_LIMITED, "too many messages; slow down"))]
+            return [Publish(frame.text)]
+        if isinstance(frame, _PingFrame):
+            return [PONG]
+        return [AskPresence()]
+
+    def receive_bytes(self, data: bytes) -> list[ChatAction]:
+        if len(data) > self.max_bytes:
+            return [Close(CloseCode.MESSAGE_TOO_BIG, "frame too large")]
+        return [Reply(error_frame(ErrorCode.BAD_REQUEST, NOT_JSON))]
+
+
+def _explain(exc: ValidationError) -> str:
+    error = exc.errors()[0]
+    kind = error["type"]
+    if kind == "json_invalid":
+        return NOT_JSON
+    if not error["loc"] and kind not in ("union_tag_not_found", "union_tag_invalid"):
+        return "a frame must be a JSON object"
+    if kind == "union_tag_not_found":
+        return 'a frame needs a "type": "message", "ping" or "presence"'
+    if kind == "union_tag_invalid":
+        return 'unknown "type"; expected "message", "ping" or "presence"'
+    where = ".".join(str(part) for part in error["loc"][1:]) or "frame"
+    return f"{where}: {error['msg']}"
