@@ -1,0 +1,200 @@
+"""Wire shapes of Herald's two GraphQL WebSocket subprotocols, and the actions their machines return.
+
+Both machines (``transport_ws.GraphQLTransportWS`` and ``legacy_ws.GraphQLWS``) are sans-I/O: they take one
+incoming text frame or one tick and return a list of actions, awaiting nothing. A runner executes the actions
+in order:
+
+- ``Send(text)``: send ``text`` as one text frame.
+- ``Close(code, reason)``: close the socket. The machine is finished afterwards and returns ``[]`` to everything;
+  the runner still calls ``closed()`` once the socket is gone, to cancel what is left.
+- ``Start(op_id, ...)``: execute the operation; feed its results back through ``next``/``error``/``complete``.
+- ``Stop(op_id)``: the client stopped the operation; cancel it *before* acting on any later action (a legacy
+  client may restart the same id right after, and results of the old run must not reach the new one).
+
+``graphql-transport-ws`` is enisdenjo/graphql-ws PROTOCOL.md; ``graphql-ws`` is apollographql
+subscriptions-transport-ws PROTOCOL.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal, NotRequired, Protocol, TypedDict
+
+from api.errors import CloseCode
+
+GRAPHQL_TRANSPORT_WS_PROTOCOL = "graphql-transport-ws"
+GRAPHQL_WS_PROTOCOL = "graphql-ws"  # the legacy subscriptions-transport-ws protocol
+SUBPROTOCOLS = (GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL)
+
+
+# --- actions -------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Close:
+    code: CloseCode
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Start:
+    op_id: str
+    query: str
+    variables: dict[str, Any] | None
+    operation_name: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Stop:
+    op_id: str
+
+
+Action = Send | Close | Start | Stop
+
+Authorizer = Callable[[dict[str, Any] | None], object | None]
+"""Called with the ``connection_init`` payload (None if absent); returns a principal to accept, None to reject."""
+
+
+class GraphQLWSMachine(Protocol):
+    """What one runner drives, whichever subprotocol the client chose."""
+
+    principal: object | None
+
+    def receive(self, text: str) -> list[Action]: ...
+    def init_timeout(self) -> list[Action]: ...
+    def keepalive(self) -> list[Action]: ...
+    def next(self, op_id: str, result_json: str) -> list[Action]: ...
+    def error(self, op_id: str, errors_json: str) -> list[Action]: ...
+    def complete(self, op_id: str) -> list[Action]: ...
+    def closed(self) -> list[str]: ...
+
+
+# --- shared by both protocols --------------------------------------------------------------------------------
+
+
+class ConnectionInitMessage(TypedDict):
+    """Direction: Client -> Server."""
+
+    type: Literal["connection_init"]
+    payload: NotRequired[dict[str, Any] | None]
+
+
+class ConnectionAckMessage(TypedDict):
+    """Direction: Server -> Client."""
+
+    type: Literal["connection_ack"]
+    payload: NotRequired[dict[str, Any]]
+
+
+class CompleteMessage(TypedDict):
+    """Direction: Server -> Client (both protocols); also Client -> Server in graphql-transport-ws."""
+
+    type: Literal["complete"]
+    id: str
+
+
+class OperationPayload(TypedDict):
+    query: str
+    variables: NotRequired[dict[str, Any] | None]
+    operationName: NotRequired[str | None]
+    extensions: NotRequired[dict[str, Any] | None]  # graphql-transport-ws only; Herald ignores it
+
+
+# --- graphql-transport-ws ------------------------------------------------------------------------------------
+
+
+class PingMessage(TypedDict):
+    """Direction: bidirectional."""
+
+    type: Literal["ping"]
+    payload: NotRequired[dict[str, Any] | None]
+
+
+class PongMessage(TypedDict):
+    """Direction: bidirectional."""
+
+    type: Literal["pong"]
+    payload: NotRequired[dict[str, Any] | None]
+
+
+class SubscribeMessage(TypedDict):
+    """Direction: Client -> Server."""
+
+    type: Literal["subscribe"]
+    id: str
+    payload: OperationPayload
+
+
+class NextMessage(TypedDict):
+    """Direction: Server -> Client. Payload is an ExecutionResult."""
+
+    type: Literal["next"]
+    id: str
+    payload: dict[str, Any]
+
+
+class ErrorMessage(TypedDict):
+    """Direction: Server -> Client. A list of GraphQL errors; no ``complete`` follows."""
+
+    type: Literal["error"]
+    id: str
+    payload: list[dict[str, Any]]
+
+
+# --- graphql-ws (legacy) -------------------------------------------------------------------------------------
+
+
+class StartMessage(TypedDict):
+    """Direction: Client -> Server."""
+
+    type: Literal["start"]
+    id: str
+    payload: OperationPayload
+
+
+class StopMessage(TypedDict):
+    """Direction: Client -> Server."""
+
+    type: Literal["stop"]
+    id: str
+
+
+class ConnectionTerminateMessage(TypedDict):
+    """Direction: Client -> Server."""
+
+    type: Literal["connection_terminate"]
+
+
+class ConnectionErrorMessage(TypedDict):
+    """Direction: Server -> Client. Rejected init (then close), or an unparsable frame (socket stays open)."""
+
+    type: Literal["connection_error"]
+    payload: dict[str, Any]
+
+
+class KeepAliveMessage(TypedDict):
+    """Direction: Server -> Client, right after ``connection_ack`` and then periodically."""
+
+    type: Literal["ka"]
+
+
+class DataMessage(TypedDict):
+    """Direction: Server -> Client. Payload is an ExecutionResult."""
+
+    type: Literal["data"]
+    id: str
+    payload: dict[str, Any]
+
+
+class LegacyErrorMessage(TypedDict):
+    """Direction: Server -> Client. One error object (not a list); the operation is over."""
+
+    type: Literal["error"]
+    id: NotRequired[Any]
+    payload: dict[str, Any]
