@@ -1,0 +1,94 @@
+"""Shared fixtures.
+
+Layers: unit tests use fakeredis (``memory://``) through an in-process app;
+integration and e2e tests use a private ``redis-server`` started here on a free
+loopback port (skipped without the binary, failed instead when CI sets
+HERALD_REQUIRE_SERVICES=1) and real ``herald serve`` processes.
+"""
+
+from __future__ import annotations
+
+import itertools
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from api.app import create_app
+from api.settings import Settings
+from tests.helpers.servers import Herald, RedisServer
+
+#: one time unit for tests: waits are multiples of it
+MS = 0.001
+
+_replicas = itertools.count(1)
+
+
+@pytest.fixture
+def settings_factory() -> Callable[..., Settings]:
+    def make(**overrides: object) -> Settings:
+        values: dict[str, object] = {"redis_url": "memory://", "replica_id": "test", "heartbeat_s": 30.0}
+        values.update(overrides)
+        return Settings(**values)  # type: ignore[arg-type]
+
+    return make
+
+
+@pytest.fixture
+def client_factory(settings_factory: Callable[..., Settings]) -> Iterator[Callable[..., TestClient]]:
+    """In-process apps (fakeredis unless told otherwise), closed after the test."""
+    clients: list[TestClient] = []
+
+    def make(**overrides: object) -> TestClient:
+        client = TestClient(create_app(settings_factory(**overrides)))
+        client.__enter__()
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        client.__exit__(None, None, None)
+
+
+@pytest.fixture
+def client(client_factory: Callable[..., TestClient]) -> TestClient:
+    return client_factory()
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """One private redis-server for the session; tests isolate by ``key_prefix``."""
+    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    """A redis-server of this test alone, free to be killed and restarted."""
+    server = RedisServer(tmp_path / "redis").start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def key_prefix() -> str:
+    return f"t{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def herald_factory(tmp_path: Path, key_prefix: str) -> Iterator[Callable[..., Herald]]:
+    """Start ``herald serve`` replicas; every one is stopped by PID after the test."""
+    started: list[Herald] = []
+
+    def make(redis_url: str, replica_id: str | None = None, **env: str) -> Herald:
+        env.setdefault("HERALD_KEY_PREFIX", key_prefix)
+        herald = Herald(tmp_path / "logs", redis_url, replica_id or f"r{next(_replicas)}", **env)
+        started.append(herald.start())
+        return herald
+
+    yield make
+    for herald in started:
+        herald.stop()

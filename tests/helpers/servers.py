@@ -1,0 +1,133 @@
+"""Real processes for tests: a private ``redis-server`` and ``herald serve`` replicas.
+
+Each is started on a free loopback port, waited for with a bounded poll, and
+stopped by its PID (SIGTERM, then SIGKILL), so fault tests can kill and
+restart them without touching anyone else's services.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import redis
+
+from tests.helpers.services import free_port, require
+
+START_TIMEOUT_S = 15.0
+STOP_TIMEOUT_S = 15.0
+
+
+def _stop(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout: float = STOP_TIMEOUT_S) -> int:
+    if process.poll() is None:
+        process.send_signal(sig)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(5)
+    return process.returncode
+
+
+class RedisServer:
+    def __init__(self, workdir: Path, port: int | None = None) -> None:
+        self.binary = require("redis-server", "apt-get install redis-server")
+        self.port = port or free_port()
+        self.workdir = workdir
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def client(self) -> redis.Redis:
+        return redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=5)
+
+    def start(self) -> RedisServer:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.process = subprocess.Popen(
+            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+            + ["--dir", str(self.workdir), "--logfile", str(self.workdir / "redis.log")],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            try:
+                if self.client().ping():
+                    return self
+            except redis.RedisError:
+                time.sleep(0.05)
+        raise RuntimeError(f"redis-server did not start on port {self.port}")
+
+    def kill(self) -> None:
+        """Like a crash: SIGKILL, nothing saved."""
+        if self.process is not None:
+            _stop(self.process, signal.SIGKILL)
+            self.process = None
+
+    def stop(self) -> None:
+        if self.process is not None:
+            _stop(self.process)
+            self.process = None
+
+
+class Herald:
+    """One ``herald serve`` process."""
+
+    def __init__(self, logdir: Path, redis_url: str, replica_id: str, **env: str) -> None:
+        self.port = free_port()
+        self.replica_id = replica_id
+        self.redis_url = redis_url
+        self.log_path = logdir / f"herald-{replica_id}-{self.port}.log"
+        self.env = {**os.environ, "HERALD_LOG_LEVEL": "info", **env}
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def http(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+    def start(self) -> Herald:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "api", "serve", "--port", str(self.port), "--redis-url", self.redis_url]
+            + ["--replica-id", self.replica_id],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=self.env,
+        )
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"herald exited with {self.process.returncode}:\n{self.log()}")
+            try:
+                if httpx.get(f"{self.http}/health", timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                time.sleep(0.05)
+        raise RuntimeError(f"herald did not start:\n{self.log()}")
+
+    def terminate(self, timeout: float = STOP_TIMEOUT_S) -> int:
+        """SIGTERM and wait: the graceful path. Returns the exit status."""
+        assert self.process is not None
+        code = _stop(self.process, signal.SIGTERM, timeout)
+        self.process = None
+        return code
+
+    def stop(self) -> None:
+        if self.process is not None:
+            _stop(self.process)
+            self.process = None
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
