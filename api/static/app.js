@@ -57,11 +57,12 @@ function jsonHeaders() {
   return h;
 }
 
-async function graphql(query, variables) {
-  const r = await fetch("/graphql", { method: "POST", headers: jsonHeaders(), body: JSON.stringify({ query, variables }) });
-  const body = await r.json();
-  if (!r.ok || body.errors) throw new Error(body.errors ? body.errors.map((e) => e.message).join("; ") : r.statusText);
-  return body.data;
+// Reads go over plain REST (SPEC §6): the page's history and book list do not depend on GraphQL.
+async function getJSON(path) {
+  const r = await fetch(path, { headers: jsonHeaders() });
+  const body = await r.json().catch(() => ({}));
+  if (!r.ok) throw new Error(describeDetail(body.detail) || `HTTP ${r.status}`);
+  return body;
 }
 
 // ---------------------------------------------------------------- auto-reconnecting socket
@@ -231,9 +232,9 @@ async function join(room, user) {
   // Show recent history, then connect with since=<its last id>: the server replays whatever was
   // published in between, so history and live messages meet without a gap or a duplicate.
   try {
-    const data = await graphql("query($room:String!){ messages(room:$room, limit:50){ id user text ts } }", { room });
+    const messages = await getJSON(`/api/chat/${encodeURIComponent(room)}/messages?limit=50`); // oldest first
     if (gen !== chat.gen) return; // the user joined another room meanwhile
-    data.messages.forEach(addMessage);
+    messages.forEach(addMessage);
     if (chat.pos === undefined) chat.pos = "0"; // empty room: everything published from now on
   } catch {
     if (gen !== chat.gen) return; // history is a nicety: without it, connect live-only
@@ -327,8 +328,7 @@ function onBooksFrame(f, send) {
 
 async function startBooks() {
   try {
-    const data = await graphql(`{ books(limit: 20) { ${BOOK_FIELDS} } }`); // newest first
-    data.books.forEach((b) => addBook(b, true, false));
+    (await getJSON("/api/books?limit=20")).forEach((b) => addBook(b, true, false)); // newest first
   } catch (err) {
     notice("Could not load books: " + err.message, "error");
   }
