@@ -69,8 +69,11 @@ class Auth:
         channels = claims.get("channels")
         if channels is not None and not (isinstance(channels, list) and all(isinstance(c, str) for c in channels)):
             raise Unauthorized("invalid token: channels must be a list of room names")
+        user = clean_user(str(claims["sub"]))
+        if not user:
+            raise Unauthorized("invalid token: empty sub")
         return Principal(
-            user=str(claims["sub"]),
+            user=user,
             channels=frozenset(channels) if channels is not None else None,
             expires_at=float(claims["exp"]) if "exp" in claims else None,
         )
@@ -78,7 +81,7 @@ class Auth:
     def principal(self, token: str | None, display_name: str | None = None) -> Principal:
         """Who this is: the token's subject when auth is on, else the given display name."""
         if self.secret is None:
-            return Principal(user=(display_name or ANONYMOUS)[:64])
+            return Principal(user=clean_user(display_name or "")[:64] or ANONYMOUS)
         return self.verify(token)
 
     def from_init_payload(self, payload: Mapping[str, Any] | None, fallback: str | None) -> Principal:
@@ -90,6 +93,12 @@ class Auth:
             elif isinstance(payload.get("authorization") or payload.get("Authorization"), str):
                 token = bearer(payload.get("authorization") or payload.get("Authorization"))
         return self.principal(token)
+
+
+def clean_user(name: str) -> str:
+    """Without control characters: NUL separates user from connection in presence entries, and a
+    newline would forge log lines."""
+    return "".join(char for char in name if char >= " " and char != "\x7f")
 
 
 def bearer(header: str | None) -> str | None:

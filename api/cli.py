@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import argparse
+import logging
+import os
+import signal
 import sys
+import threading
 from collections.abc import Sequence
+from types import FrameType
 
 import uvicorn
 
 from api.auth import Auth
 from api.logs import configure
 from api.settings import Settings
+
+log = logging.getLogger("herald")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -46,14 +53,47 @@ def serve(settings: Settings) -> int:
         # websockets-sansio enforces ws_max_size (close 1009); wsproto does not.
         ws="websockets-sansio",
         ws_max_size=settings.max_message_bytes,
-        timeout_graceful_shutdown=int(settings.shutdown_grace_s),
+        # Part of the grace period for sockets and handlers; the rest is for the lifespan shutdown.
+        timeout_graceful_shutdown=max(1, int(settings.shutdown_grace_s * 0.6)),
         log_config=None,
         access_log=False,
         proxy_headers=True,
         forwarded_allow_ips="*",
     )
-    uvicorn.Server(config).run()
+    # uvicorn re-raises the signal that stopped it once it has shut down gracefully; with this
+    # handler in place that ends the process with status 0 instead of death by signal.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, _stopped)
+    _Server(config, settings.shutdown_grace_s).run()
     return 0
+
+
+def _stopped(sig: int, frame: FrameType | None) -> None:
+    """The graceful shutdown is already done: exit normally."""
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server with a hard deadline: told to stop, it exits within the grace period even
+    if a handler or the lifespan shutdown hangs (e.g. on a Redis that stopped answering)."""
+
+    def __init__(self, config: uvicorn.Config, grace_s: float) -> None:
+        super().__init__(config)
+        self._grace_s = grace_s
+        self._watchdog: threading.Timer | None = None
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if self._watchdog is None:
+            # A little early, so that "within the grace period" holds despite scheduling delays.
+            self._watchdog = threading.Timer(self._grace_s * 0.9, _force_exit, args=(self._grace_s,))
+            self._watchdog.daemon = True
+            self._watchdog.start()
+        super().handle_exit(sig, frame)
+
+
+def _force_exit(grace_s: float) -> None:
+    log.error("shutdown would outlast HERALD_SHUTDOWN_GRACE_S=%s; exiting now", grace_s)
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def token(user: str, ttl: float | None, channels: str | None) -> int:

@@ -25,7 +25,7 @@ class RoomPresence:
         self._presence = presence
 
     def start(self) -> None:
-        self._presence.start()
+        self._presence.start(self._departed)
 
     async def stop(self) -> None:
         await self._presence.stop()
@@ -47,6 +47,12 @@ class RoomPresence:
     async def users(self, room: str) -> list[str]:
         channel = chat_channel(room)
         return await self._presence.users(channel)
+
+    async def _departed(self, channel: str, users: list[str]) -> None:
+        """Users of a replica that died without cleaning up: their entries expired; tell the room."""
+        room = channel.removeprefix(chat_channel(""))
+        for user in users:
+            await self._broker.publish_ephemeral(channel, membership_frame("leave", room, user))
 
     async def _announce(self, room: str, user: str, change: Change, kind: str) -> None:
         channel = chat_channel(room)

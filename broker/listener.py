@@ -70,10 +70,11 @@ class Listener:
             await asyncio.wait_for(self._connected.wait(), wait_s)
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        for task in (self._task, *self._replays):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         await self._close_pubsub()
 
     # -- ref-counted subscriptions -------------------------------------------------
@@ -154,6 +155,11 @@ class Listener:
                 self._hub.pause(channel)
             await pubsub.subscribe(*(ChannelKeys.of(self._prefix, c).pubsub for c in channels))
         self._connected.set()
+        if self.reconnects:
+            # Idle pooled connections predate the outage and are likely dead: the first command on
+            # each would fail (a 503 right after Redis is back). Drop them; in-use ones fail on their own.
+            with contextlib.suppress(RedisError, OSError):
+                await self._client.connection_pool.disconnect(inuse_connections=False)
         if channels:
             log.info("redis pub/sub reconnected; replaying %d channel(s)", len(channels))
         for channel in channels:
@@ -163,13 +169,21 @@ class Listener:
             task.add_done_callback(self._replays.discard)
 
     async def _replay_gap(self, channel: str) -> None:
-        position = self._hub.position(channel)
-        since = "0" if position is None else f"{position[0]}-{position[1]}"
-        try:
-            events = await self._replay(channel, since)
-        except (RedisError, OSError, Unavailable):
-            return  # connection lost again; the next reconnect replays this channel
-        self._hub.resume(channel, events)
+        # The channel stays paused until this succeeds, so a failed read is retried while pub/sub is
+        # up; once it is down again, the next reconnect starts a new replay of this channel.
+        attempt = 0
+        while self.ready and self._hub.count(channel):
+            position = self._hub.position(channel)
+            since = "0" if position is None else f"{position[0]}-{position[1]}"
+            try:
+                events = await self._replay(channel, since)
+            except (RedisError, OSError, Unavailable) as exc:
+                log.info("replaying %s after reconnect failed (%s); retrying", channel, exc)
+                await asyncio.sleep(backoff_delay(attempt))
+                attempt += 1
+                continue
+            self._hub.resume(channel, events)
+            return
 
     async def _read_forever(self) -> None:
         pubsub = self._pubsub

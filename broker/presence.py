@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
@@ -23,6 +25,11 @@ from broker.errors import Unavailable
 from broker.keys import ChannelKeys
 
 SEPARATOR = "\0"
+
+log = logging.getLogger(__name__)
+
+#: told (channel, users) when a refresh purged users whose every entry expired (their replica died)
+OnDeparted = Callable[[str, list[str]], Awaitable[None]]
 
 
 @dataclass(slots=True)
@@ -46,6 +53,7 @@ class Presence:
         # channel -> members this replica holds, for the refresh loop
         self._local: dict[str, set[str]] = {}
         self._refresher: asyncio.Task[None] | None = None
+        self._on_departed: OnDeparted | None = None
 
     def _member(self, user: str, connection: str) -> str:
         return f"{user}{SEPARATOR}{self._replica}:{connection}"
@@ -82,10 +90,17 @@ class Presence:
         return self._change(await self._call(channel, "exit", member, user))
 
     async def users(self, channel: str) -> list[str]:
-        """Live users of the channel, distinct and sorted."""
-        return (await self._call(channel, "list"))[1:]
+        """Live users of the channel, distinct and sorted. Users this call purged go to ``on_departed``."""
+        reply = (await self._call(channel, "list"))[1:]
+        if "" not in reply:
+            return reply
+        cut = reply.index("")
+        if self._on_departed is not None:
+            await self._on_departed(channel, reply[cut + 1 :])
+        return reply[:cut]
 
-    def start(self) -> None:
+    def start(self, on_departed: OnDeparted | None = None) -> None:
+        self._on_departed = on_departed
         self._refresher = asyncio.create_task(self._refresh_forever(), name="herald-presence")
 
     async def stop(self) -> None:
@@ -95,8 +110,26 @@ class Presence:
                 await self._refresher
 
     async def _refresh_forever(self) -> None:
+        # The refresh also purges: users of a dead replica leave (and ``on_departed`` hears of it)
+        # within ttl_s * 4/3 even if nobody else touches the room.
         while True:
             await asyncio.sleep(self.ttl_s / 3)
             for channel, members in list(self._local.items()):
-                with contextlib.suppress(Unavailable):
-                    await self._call(channel, "refresh", self._expiry_ms(), *members)
+                try:
+                    await self._refresh(channel, tuple(members))
+                except Unavailable:
+                    pass
+                except Exception:
+                    log.exception("presence refresh of %s failed", channel)
+
+    async def _refresh(self, channel: str, members: tuple[str, ...]) -> None:
+        change = self._change(await self._call(channel, "refresh", self._expiry_ms(), *members))
+        # The refresh re-adds missing members (Redis may have lost them); one that exited while it
+        # was in flight may have been re-added after its exit: remove it again.
+        current = self._local.get(channel, set())
+        for member in members:
+            if member not in current:
+                user = member.split(SEPARATOR)[0]
+                change.departed += self._change(await self._call(channel, "exit", member, user)).departed
+        if change.departed and self._on_departed is not None:
+            await self._on_departed(channel, change.departed)

@@ -145,7 +145,7 @@ async def _receive_loop(websocket: WebSocket, conn: Connection, room: str, user:
     )
     channel = chat_channel(room)
     while not conn.closed:
-        message = await websocket.receive()
+        message = await conn.receive()
         if message["type"] == "websocket.disconnect":
             return
         text = message.get("text")

@@ -6,15 +6,15 @@
 -- ARGV[1]  op: "enter" | "exit" | "list" | "refresh"
 -- ARGV[2]  now (ms)
 -- enter/exit: ARGV[3] member, ARGV[4] user, ARGV[5] expiry (ms, enter only)
--- refresh:    ARGV[3] expiry (ms), ARGV[4..] members (only existing ones are touched)
+-- refresh:    ARGV[3] expiry (ms), ARGV[4..] members (re-added when missing: Redis may have lost them)
 --
 -- Returns { flag, users... }:
 --   enter: flag 1 when this is the user's first live connection
 --   exit:  flag 1 when that was the user's last live connection
 --   list:  flag 0, then every live user (distinct, sorted)
 -- Every op first drops expired members; each user left with no member by that
--- purge is appended after the flag of enter/exit/refresh as a departed user, with
--- a 0-byte separator entry: { flag, "", departed... }.
+-- purge is appended as a departed user after an empty-string separator entry
+-- (user names are never empty): { flag, [users...,] "", departed... }.
 
 local function has_user(user)
   local prefix = user .. '\0'
@@ -54,7 +54,8 @@ elseif op == 'exit' then
   result = { (removed == 1 and not has_user(ARGV[4])) and 1 or 0 }
 elseif op == 'refresh' then
   for i = 4, #ARGV do
-    redis.call('ZADD', KEYS[1], 'XX', ARGV[3], ARGV[i])
+    redis.call('ZADD', KEYS[1], ARGV[3], ARGV[i])
+    redis.call('ZADD', KEYS[2], 0, ARGV[i])
   end
   result = { 0 }
 else
@@ -63,7 +64,7 @@ else
     local user = string.match(member, '^(.-)%z')
     if user ~= last then table.insert(users, user); last = user end
   end
-  return users
+  result = users
 end
 
 if #departed > 0 then
