@@ -14,9 +14,12 @@ from fastapi.staticfiles import StaticFiles
 
 from api.auth import Auth
 from api.errors import Conflict, HeraldError, Unavailable
+from api.graphql import http as graphql_http
+from api.graphql.endpoint import graphql_socket
+from api.graphql.service import GraphQLService
 from api.metrics import Sources
 from api.presence import RoomPresence
-from api.routes import chat, ops
+from api.routes import books, chat, ops
 from api.settings import Settings
 from api.state import AppState
 from api.ws.chat_endpoint import chat_socket
@@ -54,6 +57,7 @@ def build_state(settings: Settings) -> AppState:
         graphql_subscriptions=lambda: state.graphql.subscriptions() if state.graphql else 0,
         graphql_shared_streams=lambda: state.graphql.shared_streams() if state.graphql else 0,
     )
+    state.graphql = GraphQLService(state)
     return state
 
 
@@ -94,6 +98,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(ops.router)
     app.include_router(chat.router)
     app.add_api_websocket_route("/ws/chat/{room}", chat_socket)
+    app.include_router(books.router)
+    app.include_router(graphql_http.router)
+    app.add_api_websocket_route("/graphql", graphql_socket)
     _add_error_handlers(app)
     _add_web_page(app)
     return app

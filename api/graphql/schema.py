@@ -1,0 +1,188 @@
+"""The graphene schema of SPEC §5: names are the contract, so fields are spelled as the SDL spells them.
+
+Queries and mutations reach Redis only through ``broker`` (via the same helpers the REST routes use).
+Subscription fields do not produce async generators: ``subscribe_*`` validates the arguments and returns a
+``Source`` naming the channel and ``since``; ``api.graphql.shared`` feeds it from the broker and executes the
+document once per event with the event as root value (``resolve_*`` is graphene's identity resolver).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import graphene
+import orjson
+from pydantic import ValidationError
+
+from api.auth import Principal
+from api.errors import BadRequest, Unauthorized
+from api.models import ROOM_PATTERN, BookIn, chat_payload, is_room
+from api.routes import books as book_store
+from api.state import AppState
+from broker import BOOKS_CHANNEL, Event, chat_channel, is_offset
+
+MAX_LIMIT = 1000
+
+
+@dataclass(slots=True)
+class Context:
+    state: AppState
+    #: None: an anonymous HTTP reader (reads are open and unrestricted)
+    principal: Principal | None = None
+
+    def writer(self) -> Principal:
+        if self.principal is None:
+            raise Unauthorized("a bearer token is required to write")
+        return self.principal
+
+    def channel(self, room: str) -> str:
+        """The chat channel of ``room``, after checking its name and the token's ``channels`` claim."""
+        if not is_room(room):
+            raise BadRequest(f"invalid room name {room!r}: it must match {ROOM_PATTERN}")
+        if self.principal is not None:
+            self.principal.check_room(room)
+        return chat_channel(room)
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """What a subscription listens to. Herald feeds it from the broker; it is never iterated."""
+
+    channel: str
+    since: str | None
+    #: turns one event of ``channel`` into the root value of the subscription field (None: skip the event)
+    root: Any
+
+    def __aiter__(self) -> AsyncIterator[Any]:
+        raise TypeError("a Herald subscription source is fed by api.graphql.shared, not iterated")
+
+
+def book_root(event: Event) -> dict[str, Any] | None:
+    book: dict[str, Any] = orjson.loads(event.data)
+    book["offset"] = event.offset
+    return book
+
+
+def message_root(event: Event) -> dict[str, Any] | None:
+    if event.offset is None:
+        return None  # join/leave frames share the room's channel; they are not chat messages
+    message: dict[str, Any] = orjson.loads(event.data)
+    message["id"] = event.offset
+    return message
+
+
+def _limit(limit: int) -> int:
+    if not 1 <= limit <= MAX_LIMIT:
+        raise BadRequest(f"limit must be between 1 and {MAX_LIMIT}")
+    return limit
+
+
+def _since(since: str | None) -> str | None:
+    if since is not None and not is_offset(since):
+        raise BadRequest(f"since is not an offset: {since!r}")
+    return since
+
+
+class Book(graphene.ObjectType):  # type: ignore[misc]
+    isbn = graphene.String(required=True)
+    title = graphene.String(required=True)
+    author = graphene.String(required=True)
+    addedAt = graphene.Float(required=True)
+    offset = graphene.String(required=True)
+
+
+class ChatMessage(graphene.ObjectType):  # type: ignore[misc]
+    id = graphene.ID(required=True)
+    room = graphene.String(required=True)
+    user = graphene.String(required=True)
+    text = graphene.String(required=True)
+    ts = graphene.Float(required=True)
+
+
+def _list_of(of_type: type[graphene.ObjectType], **arguments: Any) -> graphene.Field:
+    return graphene.Field(graphene.NonNull(graphene.List(graphene.NonNull(of_type))), **arguments)
+
+
+class Query(graphene.ObjectType):  # type: ignore[misc]
+    book = graphene.Field(Book, isbn=graphene.String(required=True))
+    books = _list_of(Book, limit=graphene.Int(default_value=20))
+    messages = _list_of(ChatMessage, room=graphene.String(required=True), limit=graphene.Int(default_value=50))
+
+    @staticmethod
+    async def resolve_book(root: None, info: graphene.ResolveInfo, isbn: str) -> dict[str, Any] | None:
+        book = await book_store.get_book(info.context.state, isbn)
+        return book.model_dump() if book is not None else None
+
+    @staticmethod
+    async def resolve_books(root: None, info: graphene.ResolveInfo, limit: int) -> list[dict[str, Any]]:
+        return [book.model_dump() for book in await book_store.list_books(info.context.state, _limit(limit))]
+
+    @staticmethod
+    async def resolve_messages(root: None, info: graphene.ResolveInfo, room: str, limit: int) -> list[Any]:
+        context: Context = info.context
+        events = await context.state.broker.history(context.channel(room), None, _limit(limit))
+        return [message_root(event) for event in events]
+
+
+class Mutation(graphene.ObjectType):  # type: ignore[misc]
+    addBook = graphene.Field(
+        graphene.NonNull(Book),
+        isbn=graphene.String(required=True),
+        title=graphene.String(required=True),
+        author=graphene.String(required=True),
+    )
+    sendMessage = graphene.Field(
+        graphene.NonNull(ChatMessage), room=graphene.String(required=True), text=graphene.String(required=True)
+    )
+
+    @staticmethod
+    async def resolve_addBook(root: None, info: graphene.ResolveInfo, **fields: str) -> dict[str, Any]:
+        context: Context = info.context
+        context.writer()
+        try:
+            book = BookIn(**fields)
+        except ValidationError as exc:
+            problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+            raise BadRequest(f"invalid book: {problems}") from None
+        stored = await book_store.add_book(context.state, book)
+        return stored.model_dump()
+
+    @staticmethod
+    async def resolve_sendMessage(root: None, info: graphene.ResolveInfo, room: str, text: str) -> dict[str, Any]:
+        context: Context = info.context
+        user = context.writer().user
+        channel = context.channel(room)
+        if not text:
+            raise BadRequest("text must not be empty")
+        state = context.state
+        payload = chat_payload(room, user, text)
+        started = time.perf_counter()
+        offset = await state.broker.publish(channel, payload)
+        state.metrics.publish_seconds.observe(time.perf_counter() - started)
+        state.metrics.counts.published += 1
+        message: dict[str, Any] = orjson.loads(payload)
+        message["id"] = offset
+        return message
+
+
+class Subscription(graphene.ObjectType):  # type: ignore[misc]
+    newBook = graphene.Field(graphene.NonNull(Book), since=graphene.String())
+    chatMessage = graphene.Field(
+        graphene.NonNull(ChatMessage), room=graphene.String(required=True), since=graphene.String()
+    )
+
+    @staticmethod
+    def subscribe_newBook(root: None, info: graphene.ResolveInfo, since: str | None = None) -> Source:
+        return Source(BOOKS_CHANNEL, _since(since), book_root)
+
+    @staticmethod
+    def subscribe_chatMessage(root: None, info: graphene.ResolveInfo, room: str, since: str | None = None) -> Source:
+        context: Context = info.context
+        return Source(context.channel(room), _since(since), message_root)
+
+
+def build_schema() -> graphene.Schema:
+    return graphene.Schema(query=Query, mutation=Mutation, subscription=Subscription)

@@ -1,0 +1,105 @@
+"""Size limits checked with the other validation rules, so an oversized operation never executes.
+
+``HERALD_GRAPHQL_MAX_DEPTH`` counts nesting as graphql-depth-limit (and graphene's ``depth_limit_validator``)
+does: root fields are depth 0, so ``{ books { title } }`` has depth 1. ``HERALD_GRAPHQL_MAX_FIELDS`` counts
+every field the operation selects, aliases included and fragments expanded where they are spread. Introspection
+fields (``__schema``, ``__type``, ``__typename``) and everything under them are exempt from both, so GraphiQL
+and client tooling keep working.
+
+Graphene's ``depth_limit_validator`` is not used: it raises ``KeyError`` on a spread of an unknown fragment,
+recurses forever on a fragment cycle and walks a fragment once per spread (exponential in nested spreads).
+Here each fragment is measured once (memoised), unknown fragments and cycles count as empty (the standard
+rules ``KnownFragmentNames`` and ``NoFragmentCycles`` report them), so the walk is linear in the document.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from graphql import (
+    ASTValidationRule,
+    FieldNode,
+    FragmentDefinitionNode,
+    FragmentSpreadNode,
+    GraphQLError,
+    InlineFragmentNode,
+    OperationDefinitionNode,
+    SelectionSetNode,
+    ValidationContext,
+    ValidationRule,
+)
+from graphql.language import SKIP
+
+Size = tuple[int, int]  # (depth, fields)
+
+
+class _Measure:
+    """Depth and field count of selection sets within one document."""
+
+    def __init__(self, fragments: dict[str, FragmentDefinitionNode]) -> None:
+        self._fragments = fragments
+        self._memo: dict[str, Size] = {}
+        self._visiting: set[str] = set()
+
+    def selection_set(self, node: SelectionSetNode) -> Size:
+        depth = fields = 0
+        for selection in node.selections:
+            if isinstance(selection, FieldNode):
+                if selection.name.value.startswith("__"):
+                    continue
+                inner_depth, inner_fields = (
+                    self.selection_set(selection.selection_set) if selection.selection_set else (-1, 0)
+                )
+                depth, fields = max(depth, inner_depth + 1), fields + 1 + inner_fields
+            elif isinstance(selection, InlineFragmentNode):
+                inner_depth, inner_fields = self.selection_set(selection.selection_set)
+                depth, fields = max(depth, inner_depth), fields + inner_fields
+            elif isinstance(selection, FragmentSpreadNode):
+                inner_depth, inner_fields = self.fragment(selection.name.value)
+                depth, fields = max(depth, inner_depth), fields + inner_fields
+        return depth, fields
+
+    def fragment(self, name: str) -> Size:
+        if name in self._memo:
+            return self._memo[name]
+        definition = self._fragments.get(name)
+        if definition is None or name in self._visiting:
+            return 0, 0
+        self._visiting.add(name)
+        try:
+            size = self._memo[name] = self.selection_set(definition.selection_set)
+        finally:
+            self._visiting.discard(name)
+        return size
+
+
+def operation_size(operation: OperationDefinitionNode, fragments: dict[str, FragmentDefinitionNode]) -> Size:
+    """(depth, fields) of ``operation``; depth is 0 for an operation selecting only leaf root fields."""
+    depth, fields = _Measure(fragments).selection_set(operation.selection_set)
+    return max(depth, 0), fields
+
+
+def limits_rule(max_depth: int, max_fields: int) -> type[ASTValidationRule]:
+    """A validation rule refusing operations deeper than ``max_depth`` or selecting more than ``max_fields``."""
+
+    class OperationLimits(ValidationRule):
+        def __init__(self, context: ValidationContext) -> None:
+            super().__init__(context)
+            self._fragments = {
+                definition.name.value: definition
+                for definition in context.document.definitions
+                if isinstance(definition, FragmentDefinitionNode)
+            }
+
+        def enter_operation_definition(self, node: OperationDefinitionNode, *_args: Any) -> Any:
+            depth, fields = operation_size(node, self._fragments)
+            label = f"Operation '{node.name.value}'" if node.name else "The operation"
+            if depth > max_depth:
+                self.report_error(
+                    GraphQLError(f"{label} is nested {depth} levels deep; the limit is {max_depth}.", node)
+                )
+            if fields > max_fields:
+                self.report_error(GraphQLError(f"{label} selects {fields} fields; the limit is {max_fields}.", node))
+            return SKIP
+
+    return OperationLimits
