@@ -86,7 +86,7 @@ async def _serve(websocket: WebSocket, conn: Connection, room: str, principal: P
     def sink(event: Event) -> None:
         if event.offset is None and event.memo(frame_user) == user:
             return
-        conn.push(event.memo(chat_frame))
+        conn.push_event(event, chat_frame)
 
     since = websocket.query_params.get("since")
     try:

@@ -1,0 +1,107 @@
+"""A uvicorn WebSocket protocol with a "prepared frames" ASGI extension.
+
+A server-to-client WebSocket frame is unmasked, so for one event every
+recipient's frame is the same bytes. Through plain ASGI each recipient still
+costs an ``await send()`` down Starlette -> uvicorn -> websockets framing ->
+``transport.write``, plus a queue and a task wake-up. This protocol (uvicorn's
+websockets-sansio, selected with ``Config(ws=HeraldWebSocketProtocol)``) puts a
+``FrameWriter`` in ``scope["extensions"]`` so the app can frame an event once
+and hand the bytes to each socket's transport synchronously.
+
+Under any other server the extension is absent and ``Connection`` falls back to
+its queue and writer task: same behaviour, more CPU.
+
+Direct writes are only safe without per-connection compression, so Herald runs
+uvicorn with ``ws_per_message_deflate=False``; a connection that negotiated an
+extension anyway gets no writer.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable
+from typing import Any
+
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.frames import Frame, Opcode
+
+EXTENSION = "herald.frame_writer"
+
+_OP_TEXT_FIN = 0x81
+
+
+def text_frame(payload: bytes) -> bytes:
+    """A complete unmasked, unfragmented text frame (RFC 6455 §5.2) around ``payload``."""
+    size = len(payload)
+    if size < 126:
+        return bytes((_OP_TEXT_FIN, size)) + payload
+    if size < 65536:
+        return struct.pack("!BBH", _OP_TEXT_FIN, 126, size) + payload
+    return struct.pack("!BBQ", _OP_TEXT_FIN, 127, size) + payload
+
+
+class FrameWriter:
+    """Writes prepared frames straight to one connection's transport."""
+
+    __slots__ = ("_protocol", "on_resume")
+
+    def __init__(self, protocol: HeraldWebSocketProtocol) -> None:
+        self._protocol = protocol
+        #: called (synchronously) when the transport drained below its low-water mark
+        self.on_resume: Callable[[], None] | None = None
+
+    @property
+    def paused(self) -> bool:
+        """The transport's buffer is over its high-water mark: queue instead of writing."""
+        return not self._protocol.writable.is_set()
+
+    def abort(self) -> None:
+        """Cut the TCP connection at once (a peer that never reads would otherwise hold it open)."""
+        self._protocol.transport.abort()
+
+    def write(self, frame: bytes) -> bool:
+        """Write one prepared frame; False when the connection is closing (nothing written)."""
+        protocol = self._protocol
+        if protocol.close_sent or protocol.disconnected:
+            return False
+        protocol.transport.write(frame)
+        return True
+
+
+class HeraldWebSocketProtocol(WebSocketsSansIOProtocol):
+    frame_writer: FrameWriter | None = None
+
+    def data_received(self, data: bytes) -> None:
+        self.conn.receive_data(data)
+        if self.conn.parser_exc is None:
+            self.handle_events()
+            return
+        # uvicorn drops every frame of this read when a later one is bad (say, over ws_max_size):
+        # the complete messages before it were valid and are handed to the app first.
+        for event in self.conn.events_received():
+            if isinstance(event, Frame) and not self.close_sent:
+                if event.opcode is Opcode.TEXT:
+                    self.handle_text(event)
+                elif event.opcode is Opcode.BINARY:
+                    self.handle_bytes(event)
+                elif event.opcode is Opcode.CONT:
+                    self.handle_cont(event)
+        if not self.close_sent:
+            self.handle_parser_exception()
+
+    def handle_connect(self, event: Any) -> None:
+        super().handle_connect(event)
+        # The ASGI task is created above but has not run yet, so the scope can still be extended.
+        if (
+            self.handshake_initiated
+            and not self.close_sent
+            and not self.response.headers.get_all("Sec-WebSocket-Extensions")
+        ):
+            self.frame_writer = FrameWriter(self)
+            self.scope["extensions"][EXTENSION] = {"writer": self.frame_writer}
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        writer = self.frame_writer
+        if writer is not None and writer.on_resume is not None:
+            writer.on_resume()
