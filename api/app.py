@@ -37,6 +37,7 @@ STATIC = Path(__file__).parent / "static"
 def build_state(settings: Settings) -> AppState:
     broker = Broker.from_url(
         settings.redis_url,
+        pool_size=settings.redis_pool_size,
         replica_id=settings.replica_id,
         prefix=settings.key_prefix,
         history_size=settings.history_size,

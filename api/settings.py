@@ -26,6 +26,7 @@ class Settings(BaseSettings):
     )
     host: str = Field("127.0.0.1", description="`herald serve` bind address")
     port: int = Field(8000, description="`herald serve` port")
+    redis_pool_size: int = Field(64, ge=2, description="Redis connections per replica (one is the pub/sub connection)")
     key_prefix: str = Field("herald", description="prefix of every Redis key and pub/sub channel")
     history_size: int = Field(1000, ge=1, description="events retained per channel (exactly), for `since` recovery")
     heartbeat_s: float = Field(30.0, gt=0, description="interval of chat `heartbeat` frames")

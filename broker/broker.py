@@ -71,8 +71,8 @@ class Broker:
         self._publish_script = client.register_script(source)
 
     @classmethod
-    def from_url(cls, url: str, **options: Any) -> Broker:
-        return cls(create_redis(url), **options)
+    def from_url(cls, url: str, *, pool_size: int = 64, **options: Any) -> Broker:
+        return cls(create_redis(url, pool_size), **options)
 
     def keys(self, channel: str) -> ChannelKeys:
         return ChannelKeys.of(self.prefix, channel)

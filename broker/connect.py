@@ -25,12 +25,14 @@ def redact(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
-def create_redis(url: str) -> redis.Redis:
-    """A client that never retries on its own.
+def create_redis(url: str, pool_size: int = 64, pool_timeout_s: float = 5.0) -> redis.Redis:
+    """A client that never retries on its own, over a pool that waits for a free connection.
 
     A retried EVALSHA could publish an event twice, and a silently reconnected
     pub/sub connection would hide the gap the broker must replay, so errors
-    surface and the broker decides what to do.
+    surface and the broker decides what to do. redis-py's default pool raises
+    once ``max_connections`` are busy; a burst of publishes should queue
+    briefly instead (``pool_timeout_s``), then fail as unavailable.
     """
     options: dict[str, Any] = {"retry": Retry(NoBackoff(), 0), "socket_connect_timeout": 2, "socket_timeout": 5}
     if is_memory(url):
@@ -38,4 +40,5 @@ def create_redis(url: str) -> redis.Redis:
 
         # One FakeServer per broker: an embedded Redis private to this process.
         return fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer(), **options)
-    return redis.Redis.from_url(url, **options)
+    pool = redis.BlockingConnectionPool.from_url(url, max_connections=pool_size, timeout=pool_timeout_s, **options)
+    return redis.Redis.from_pool(pool)
