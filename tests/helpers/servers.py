@@ -51,8 +51,21 @@ class RedisServer:
     def start(self) -> RedisServer:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.process = subprocess.Popen(
-            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-            + ["--dir", str(self.workdir), "--logfile", str(self.workdir / "redis.log")],
+            [
+                self.binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.workdir),
+                "--logfile",
+                str(self.workdir / "redis.log"),
+            ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -100,8 +113,18 @@ class Herald:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "api", "serve", "--port", str(self.port), "--redis-url", self.redis_url]
-            + ["--replica-id", self.replica_id],
+            [
+                sys.executable,
+                "-m",
+                "api",
+                "serve",
+                "--port",
+                str(self.port),
+                "--redis-url",
+                self.redis_url,
+                "--replica-id",
+                self.replica_id,
+            ],
             stdout=log,
             stderr=subprocess.STDOUT,
             env=self.env,

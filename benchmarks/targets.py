@@ -1,0 +1,138 @@
+"""Starting the three targets: Herald replicas, FastAPI + broadcaster replicas (both on one Redis), raw picows."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from websockets.sync.client import connect
+
+from benchmarks.procs import Proc, ProcessGroup, free_port, start_redis, wait_port
+from benchmarks.wire import chat_url
+
+TARGETS = ("herald", "broadcaster", "raw")
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+# The publisher is closed-loop, so Herald's per-client rate limit and send queue must not be what is measured.
+HERALD_BENCH_ENV = {
+    "HERALD_RATE_LIMIT": "1000000",
+    "HERALD_RATE_BURST": "1000000",
+    "HERALD_SEND_QUEUE": "100000",
+    "HERALD_MAX_CONNECTIONS": "1000000",
+    "HERALD_LOG_LEVEL": "warning",
+}
+
+
+@dataclass
+class Running:
+    """A started (or attached) target: the chat ports to connect to, and the processes to sample."""
+
+    name: str
+    ports: list[int]
+    server_pids: list[int]  # one per port when known; empty when attached to servers we cannot see
+    redis_pid: int | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def herald_command() -> list[str]:
+    script = Path(sys.executable).parent / "herald"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "api"]
+
+
+def _probe(proc: Proc, port: int, timeout: float = 20.0) -> None:
+    """Ready means a chat socket opens and says welcome, not merely that the port listens."""
+    wait_port(proc, port, timeout)
+    deadline = time.monotonic() + timeout
+    error: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            with connect(chat_url(port, "bench-probe", "probe"), open_timeout=5, close_timeout=1) as ws:
+                ws.recv(timeout=5)
+                return
+        except Exception as exc:  # any failure: retry until the deadline, then report the last one
+            error = exc
+            if proc.popen.poll() is not None:
+                break
+            time.sleep(0.2)
+    raise RuntimeError(f"{proc.name} on port {port} is not serving chat ({error!r}):\n{proc.log_tail()}")
+
+
+def start_target(name: str, replicas: int, group: ProcessGroup) -> Running:
+    if name == "raw":
+        return _start_raw(group)
+    redis, redis_port = start_redis(group)
+    redis_url = f"redis://127.0.0.1:{redis_port}"
+    servers: list[Proc] = []
+    ports: list[int] = []
+    for i in range(1, replicas + 1):
+        port = free_port()
+        if name == "herald":
+            argv = [*herald_command(), "serve", "--host", "127.0.0.1", "--port", str(port)]
+            argv += ["--redis-url", redis_url, "--replica-id", f"r{i}"]
+            proc = group.start(f"herald-r{i}", argv, env=HERALD_BENCH_ENV)
+        elif name == "broadcaster":
+            argv = [sys.executable, "-m", "uvicorn", "benchmarks.peer_broadcaster:app", "--host", "127.0.0.1"]
+            argv += ["--port", str(port), "--log-level", "warning", "--no-access-log"]
+            env = {"PEER_REDIS_URL": redis_url, "PEER_REPLICA_ID": f"b{i}", "PYTHONPATH": str(REPO_ROOT)}
+            proc = group.start(f"broadcaster-b{i}", argv, env=env, cwd=REPO_ROOT)
+        else:
+            raise ValueError(f"unknown target {name!r}; choose from {', '.join(TARGETS)}")
+        servers.append(proc)
+        ports.append(port)
+    for proc, port in zip(servers, ports, strict=True):
+        _probe(proc, port)
+    return Running(name, ports, [p.pid for p in servers], redis.pid)
+
+
+def _start_raw(group: ProcessGroup) -> Running:
+    port = free_port()
+    env = {"PYTHONPATH": str(REPO_ROOT)}
+    proc = group.start("raw", [sys.executable, "-m", "benchmarks.baseline_picows", "--port", str(port)], env, REPO_ROOT)
+    _probe(proc, port)
+    note = "raw is one process without Redis: 'replica A' and 'replica B' are the same process"
+    return Running("raw", [port], [proc.pid], None, [note])
+
+
+def herald_available() -> str | None:
+    """None when ``herald serve`` looks runnable, else why not."""
+    import subprocess
+
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        out = subprocess.run([*herald_command(), "--help"], capture_output=True, timeout=30, text=True)
+        if out.returncode == 0 and "serve" in out.stdout:
+            return None
+        return f"`herald --help` exited {out.returncode}: {(out.stderr or out.stdout).strip()[-300:]}"
+    return "the herald command could not be run"
+
+
+def attach(name: str, ports: list[int]) -> Running:
+    """Target servers someone else started (e.g. docker compose); CPU and RSS only if their PIDs are visible."""
+    pids = [pid for pid in (listening_pid(port) for port in ports) if pid is not None]
+    notes = [f"attached to ports {ports}: not restarted between workloads, so W3's RSS figure reuses a warm heap"]
+    if len(pids) != len(ports):
+        notes.append("server processes not visible: CPU and RSS figures are missing")
+        pids = []
+    return Running(name, ports, pids, None, notes)
+
+
+def listening_pid(port: int) -> int | None:
+    """The PID holding a listening TCP socket on ``port``, found through /proc (Linux)."""
+    inodes: set[str] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError), open(table) as f:
+            for line in f.readlines()[1:]:
+                cols = line.split()
+                if cols[3] == "0A" and int(cols[1].rsplit(":", 1)[1], 16) == port:  # 0A = LISTEN
+                    inodes.add(f"socket:[{cols[9]}]")
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            for fd in (proc / "fd").iterdir():
+                if os.readlink(fd) in inodes:
+                    return int(proc.name)
+    return None
