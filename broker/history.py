@@ -8,7 +8,7 @@ from typing import Any
 import redis.asyncio as redis
 
 from broker.keys import ChannelKeys
-from broker.types import Event, Offset, ParsedOffset, parse_offset
+from broker.types import LAST_POSITION, Event, Offset, ParsedOffset, parse_offset
 
 
 @dataclass(slots=True)
@@ -42,12 +42,14 @@ async def read_after(
 ) -> HistoryPage:
     """Events after ``since`` (none when ``since`` is None), plus the stream's bounds, in one atomic round trip."""
     pipe = client.pipeline(transaction=True)
-    if since is not None:
-        pipe.xrange(keys.stream, min=f"({normalise(since)}", max="+", count=limit)
+    # Nothing can follow the largest id, and Redis refuses "(" before it rather than answer empty.
+    after = since if since is not None and parse_offset(since) != LAST_POSITION else None
+    if after is not None:
+        pipe.xrange(keys.stream, min=f"({normalise(after)}", max="+", count=limit)
     pipe.get(keys.trimmed)
     pipe.xrevrange(keys.stream, max="+", min="-", count=1)
     replies = await pipe.execute()
-    entries = replies[0] if since is not None else []
+    entries = replies[0] if after is not None else []
     trimmed, newest = replies[-2], replies[-1]
     return HistoryPage(
         events=to_events(keys.channel, entries),

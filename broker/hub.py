@@ -23,6 +23,9 @@ class Hub:
         # Snapshot per channel, rebuilt on change: sinks may come and go while we iterate.
         self._snapshots: dict[str, tuple[Sink, ...]] = {}
         self._positions: dict[str, ParsedOffset] = {}
+        # Where subscribers' history reads found a channel not yet delivered to: only where a
+        # reconnect's replay may start, never a reason to drop a live event (an earlier reader needs it).
+        self._floors: dict[str, ParsedOffset] = {}
         self._paused: dict[str, list[Event]] = {}
         self._pause_limit = pause_limit
         self.delivered = 0
@@ -45,6 +48,7 @@ class Hub:
             return False
         del self._sinks[channel], self._snapshots[channel]
         self._positions.pop(channel, None)
+        self._floors.pop(channel, None)
         self._paused.pop(channel, None)
         return True
 
@@ -55,12 +59,14 @@ class Hub:
         return len(self._sinks.get(channel, ()))
 
     def position(self, channel: str) -> ParsedOffset | None:
-        return self._positions.get(channel)
+        position = self._positions.get(channel)
+        return self._floors.get(channel) if position is None else position
 
     def note_position(self, channel: str, position: ParsedOffset | None) -> None:
         """Record where the channel stood when first subscribed, so a reconnect knows what to replay."""
         if position is not None and channel in self._sinks and channel not in self._positions:
-            self._positions[channel] = position
+            floor = self._floors.get(channel)
+            self._floors[channel] = position if floor is None else min(floor, position)
 
     def deliver(self, event: Event) -> int:
         """Hand ``event`` to every local sink of its channel; returns how many got it."""

@@ -29,6 +29,10 @@ ParsedOffset = tuple[int, int]
 #: ``since`` value meaning "every retained event".
 SINCE_START: Offset = "0"
 
+#: Both halves of a stream id are unsigned 64-bit: Redis rejects anything larger.
+MAX_PART = 2**64 - 1
+LAST_POSITION: ParsedOffset = (MAX_PART, MAX_PART)
+
 
 def parse_offset(offset: Offset) -> ParsedOffset:
     """``"1700000000000-3"`` -> ``(1700000000000, 3)``; ``"0"`` -> ``(0, 0)``.
@@ -36,9 +40,13 @@ def parse_offset(offset: Offset) -> ParsedOffset:
     Raises ``ValueError`` for anything that is not a stream id.
     """
     ms, sep, seq = offset.partition("-")
-    if not ms.isdigit() or (sep and not seq.isdigit()):
+    # isascii: str.isdigit() also accepts non-ASCII (e.g. fullwidth) digits, which Redis would not
+    if not (offset.isascii() and ms.isdigit()) or (sep and not seq.isdigit()):
         raise ValueError(f"not an offset: {offset!r}")
-    return int(ms), int(seq) if sep else 0
+    parsed = int(ms), int(seq) if sep else 0
+    if parsed[0] > MAX_PART or parsed[1] > MAX_PART:
+        raise ValueError(f"not an offset (out of range): {offset!r}")
+    return parsed
 
 
 def is_offset(text: str) -> bool:

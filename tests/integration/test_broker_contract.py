@@ -1,0 +1,503 @@
+"""The broker's contract (``broker/types.py``), on the embedded Redis and on a real ``redis-server``.
+
+Every test runs twice: ``memory://`` (fakeredis) and a private ``redis-server``
+on a free loopback port, isolated by a unique key prefix.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+
+from broker import SINCE_START, Broker, Event, Subscription, parse_offset
+from tests.conftest import MS
+from tests.helpers.servers import RedisServer
+
+WAIT_S = 5.0
+
+BrokerFactory = Callable[..., Awaitable[Broker]]
+
+
+@pytest.fixture(params=["memory", "redis"])
+def redis_url(request: pytest.FixtureRequest) -> str:
+    if request.param == "memory":
+        return "memory://"
+    server: RedisServer = request.getfixturevalue("redis_server")
+    return server.url
+
+
+@contextlib.asynccontextmanager
+async def brokers_on(url: str, prefix: str) -> AsyncIterator[BrokerFactory]:
+    """Brokers on ``url`` (each ``memory://`` one is its own embedded Redis), closed on exit."""
+    brokers: list[Broker] = []
+
+    async def make(**options: Any) -> Broker:
+        options.setdefault("replica_id", f"replica-{len(brokers) + 1}")
+        options.setdefault("prefix", prefix)
+        broker = Broker.from_url(url, **options)
+        brokers.append(broker)
+        await broker.start()
+        assert broker.ready
+        return broker
+
+    try:
+        yield make
+    finally:
+        for broker in brokers:
+            await broker.close()
+
+
+@pytest.fixture
+async def broker_factory(redis_url: str, key_prefix: str) -> AsyncIterator[BrokerFactory]:
+    async with brokers_on(redis_url, key_prefix) as make:
+        yield make
+
+
+@pytest.fixture
+async def replicas(redis_server: RedisServer, key_prefix: str) -> AsyncIterator[BrokerFactory]:
+    """Brokers sharing the real redis-server, as replicas do (not parametrized)."""
+    async with brokers_on(redis_server.url, key_prefix) as make:
+        yield make
+
+
+@pytest.fixture
+async def broker(broker_factory: BrokerFactory) -> Broker:
+    return await broker_factory()
+
+
+class Collector:
+    """A sink that records what it is handed (replay first, then live)."""
+
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+        self._arrived = asyncio.Event()
+
+    def __call__(self, event: Event) -> None:
+        self.events.append(event)
+        self._arrived.set()
+
+    @property
+    def offsets(self) -> list[str]:
+        return [event.offset for event in self.events if event.offset is not None]
+
+    async def _until(self, done: Callable[[], bool]) -> None:
+        async def watch() -> None:
+            while not done():
+                self._arrived.clear()
+                await self._arrived.wait()
+
+        await asyncio.wait_for(watch(), WAIT_S)
+
+    async def wait_for(self, count: int) -> None:
+        await self._until(lambda: len(self.events) >= count)
+
+    async def wait_for_offset(self, offset: str) -> None:
+        await self._until(lambda: offset in self.offsets)
+
+
+async def join(broker: Broker, channel: str, since: str | None = None) -> tuple[Subscription, Collector]:
+    """Subscribe as the chat endpoint does: replay first, then live."""
+    got = Collector()
+    subscription = await broker.subscribe(channel, got, since)
+    got.events.extend(subscription.replay)
+    assert subscription.go_live()
+    return subscription, got
+
+
+async def publish_many(broker: Broker, channel: str, count: int) -> list[str]:
+    return [await broker.publish(channel, f'{{"n":{n}}}') for n in range(count)]
+
+
+async def settle() -> None:
+    """Let in-flight pub/sub messages arrive: used only before asserting that nothing more came."""
+    await asyncio.sleep(50 * MS)
+
+
+async def numsub(url: str, broker: Broker, channel: str) -> int:
+    client = aioredis.Redis.from_url(url)
+    try:
+        [(_, count)] = await client.pubsub_numsub(broker.keys(channel).pubsub)
+        return int(count)
+    finally:
+        await client.aclose()
+
+
+async def commandstats(client: aioredis.Redis) -> dict[str, int]:
+    stats = await client.info("commandstats")
+    return {name.removeprefix("cmdstat_"): int(value["calls"]) for name, value in stats.items()}
+
+
+# -- offsets and publishing ------------------------------------------------------------
+
+
+async def test_offsets_of_a_channel_strictly_increase_in_publish_order(broker: Broker) -> None:
+    offsets = await publish_many(broker, "chat:a", 50)
+    positions = [parse_offset(offset) for offset in offsets]
+    assert positions == sorted(set(positions))
+
+
+async def test_channels_have_independent_streams(broker: Broker) -> None:
+    a = await publish_many(broker, "chat:a", 3)
+    await publish_many(broker, "chat:b", 2)
+    assert [e.offset for e in await broker.history("chat:a")] == a
+
+
+async def test_published_data_comes_back_byte_for_byte(broker: Broker) -> None:
+    data = '{"text":"héllo \\n wörld 🌍","n":1}'
+    offset = await broker.publish("chat:a", data)
+    [event] = await broker.history("chat:a")
+    assert (event.offset, event.data, event.channel) == (offset, data, "chat:a")
+
+
+# -- history -----------------------------------------------------------------------------
+
+
+async def test_history_without_since_is_the_last_limit_events_oldest_first(broker: Broker) -> None:
+    offsets = await publish_many(broker, "chat:a", 10)
+    assert [e.offset for e in await broker.history("chat:a", limit=4)] == offsets[-4:]
+    assert [e.offset for e in await broker.history("chat:a")] == offsets
+
+
+async def test_history_with_since_is_the_first_limit_events_after_it(broker: Broker) -> None:
+    offsets = await publish_many(broker, "chat:a", 10)
+    assert [e.offset for e in await broker.history("chat:a", since=offsets[2], limit=3)] == offsets[3:6]
+    assert [e.offset for e in await broker.history("chat:a", since=offsets[2])] == offsets[3:]
+
+
+async def test_history_since_the_newest_offset_is_empty(broker: Broker) -> None:
+    offsets = await publish_many(broker, "chat:a", 3)
+    assert await broker.history("chat:a", since=offsets[-1]) == []
+
+
+async def test_history_since_zero_is_everything_retained(broker: Broker) -> None:
+    offsets = await publish_many(broker, "chat:a", 3)
+    assert [e.offset for e in await broker.history("chat:a", since=SINCE_START)] == offsets
+
+
+async def test_history_of_an_unknown_channel_is_empty(broker: Broker) -> None:
+    assert await broker.history("chat:nobody") == []
+    assert await broker.history("chat:nobody", since="0") == []
+
+
+async def test_history_since_the_largest_possible_offset_is_empty(broker: Broker) -> None:
+    await publish_many(broker, "chat:a", 1)
+    largest = f"{2**64 - 1}-{2**64 - 1}"
+    assert await broker.history("chat:a", since=largest) == []
+
+
+async def test_history_compares_offsets_parsed_so_1_10_comes_after_1_9(broker: Broker) -> None:
+    stream = broker.keys("chat:a").stream
+    for seq in range(1, 13):
+        await broker.client.xadd(stream, {"d": f'{{"n":{seq}}}'}, id=f"1-{seq}")
+    after = await broker.history("chat:a", since="1-9")
+    assert [e.offset for e in after] == ["1-10", "1-11", "1-12"]
+    assert [e.offset for e in await broker.history("chat:a", since="1-2", limit=2)] == ["1-3", "1-4"]
+
+
+# -- trimming and recovery ---------------------------------------------------------------------
+
+
+async def test_a_channel_keeps_exactly_history_size_events(broker_factory: BrokerFactory) -> None:
+    broker = await broker_factory(history_size=5)
+    offsets = await publish_many(broker, "chat:a", 8)
+    assert [e.offset for e in await broker.history("chat:a", limit=100)] == offsets[-5:]
+    assert await broker.client.xlen(broker.keys("chat:a").stream) == 5
+
+
+async def test_since_older_than_the_retained_history_is_not_recovered(broker_factory: BrokerFactory) -> None:
+    broker = await broker_factory(history_size=5)
+    offsets = await publish_many(broker, "chat:a", 8)  # offsets[0:3] trimmed
+    subscription, got = await join(broker, "chat:a", since=offsets[1])
+    assert subscription.recovered is False
+    assert got.offsets == offsets[3:]
+    await subscription.close()
+
+
+async def test_since_the_newest_trimmed_offset_is_still_recovered(broker_factory: BrokerFactory) -> None:
+    broker = await broker_factory(history_size=5)
+    offsets = await publish_many(broker, "chat:a", 8)
+    subscription, got = await join(broker, "chat:a", since=offsets[2])
+    assert subscription.recovered is True
+    assert got.offsets == offsets[3:]
+    await subscription.close()
+
+
+async def test_since_zero_is_recovered_until_anything_is_trimmed(broker_factory: BrokerFactory) -> None:
+    broker = await broker_factory(history_size=5)
+    offsets = await publish_many(broker, "chat:a", 5)
+    subscription, got = await join(broker, "chat:a", since=SINCE_START)
+    assert (subscription.recovered, got.offsets) == (True, offsets)
+    await subscription.close()
+    offsets.append(await broker.publish("chat:a", "{}"))
+    subscription, got = await join(broker, "chat:a", since=SINCE_START)
+    assert (subscription.recovered, got.offsets) == (False, offsets[1:])
+    await subscription.close()
+
+
+async def test_since_zero_on_an_empty_channel_is_recovered(broker: Broker) -> None:
+    subscription, got = await join(broker, "chat:a", since=SINCE_START)
+    assert (subscription.recovered, subscription.offset, got.events) == (True, None, [])
+    await subscription.close()
+
+
+async def test_a_subscription_reports_the_newest_retained_offset(broker_factory: BrokerFactory) -> None:
+    broker = await broker_factory(history_size=5)
+    empty, _ = await join(broker, "chat:a")
+    assert (empty.offset, empty.recovered, empty.replay) == (None, None, [])
+    offsets = await publish_many(broker, "chat:a", 7)
+    for since in (None, SINCE_START, offsets[0], offsets[-1]):
+        subscription, _ = await join(broker, "chat:a", since)
+        assert subscription.offset == offsets[-1]
+        await subscription.close()
+    await empty.close()
+
+
+async def test_a_subscription_without_since_gets_only_events_after_its_offset(broker: Broker) -> None:
+    await publish_many(broker, "chat:a", 3)
+    subscription, got = await join(broker, "chat:a")
+    assert got.events == []
+    later = await publish_many(broker, "chat:a", 3)
+    await got.wait_for(3)
+    assert got.offsets == later
+    await subscription.close()
+
+
+async def test_a_subscription_since_an_offset_gets_the_missed_events_then_live_ones(broker: Broker) -> None:
+    offsets = await publish_many(broker, "chat:a", 6)
+    subscription, got = await join(broker, "chat:a", since=offsets[2])
+    assert subscription.recovered is True
+    later = await publish_many(broker, "chat:a", 3)
+    await got.wait_for(6)
+    assert got.offsets == offsets[3:] + later
+    await subscription.close()
+
+
+async def test_replay_since_1_9_starts_at_1_10(broker: Broker) -> None:
+    stream = broker.keys("chat:a").stream
+    for seq in range(1, 13):
+        await broker.client.xadd(stream, {"d": "{}"}, id=f"1-{seq}")
+    subscription, got = await join(broker, "chat:a", since="1-9")
+    assert got.offsets == ["1-10", "1-11", "1-12"]
+    live = await broker.publish("chat:a", "{}")
+    await got.wait_for_offset(live)
+    assert got.offsets == ["1-10", "1-11", "1-12", live]
+    await subscription.close()
+
+
+# -- live delivery ---------------------------------------------------------------------------
+
+
+async def test_every_local_sink_gets_the_same_event_object_once(broker: Broker) -> None:
+    first, a = await join(broker, "chat:a")
+    second, b = await join(broker, "chat:a")
+    other, c = await join(broker, "chat:b")
+    offset = await broker.publish("chat:a", '{"x":1}')
+    await a.wait_for(1)
+    await b.wait_for(1)
+    await settle()
+    assert a.offsets == b.offsets == [offset]
+    assert a.events[0] is b.events[0], "decoded once per replica, not once per sink"
+    assert c.events == []
+    for subscription in (first, second, other):
+        await subscription.close()
+
+
+async def test_a_closed_subscription_gets_nothing_more(broker: Broker) -> None:
+    subscription, got = await join(broker, "chat:a")
+    stays, witness = await join(broker, "chat:a")
+    await subscription.close()
+    await subscription.close()  # idempotent
+    offset = await broker.publish("chat:a", "{}")
+    await witness.wait_for_offset(offset)
+    assert got.events == []
+    await stays.close()
+
+
+async def test_ephemeral_events_reach_listeners_without_an_offset_and_are_never_stored(broker: Broker) -> None:
+    subscription, got = await join(broker, "chat:a")
+    await broker.publish_ephemeral("chat:a", '{"type":"join","user":"ann"}')
+    await got.wait_for(1)
+    [event] = got.events
+    assert (event.offset, event.position, event.data) == (None, None, '{"type":"join","user":"ann"}')
+    assert await broker.history("chat:a") == []
+    later, replayed = await join(broker, "chat:a", since=SINCE_START)
+    assert replayed.events == []
+    for sub in (subscription, later):
+        await sub.close()
+
+
+async def test_an_event_published_on_one_replica_reaches_sinks_on_another(replicas: BrokerFactory) -> None:
+    a = await replicas(replica_id="a")
+    b = await replicas(replica_id="b")
+    sub_a, on_a = await join(a, "chat:x")
+    sub_b, on_b = await join(b, "chat:x")
+    offsets = await publish_many(a, "chat:x", 5) + await publish_many(b, "chat:x", 5)
+    await on_a.wait_for(10)
+    await on_b.wait_for(10)
+    assert on_a.offsets == on_b.offsets == offsets
+    for sub in (sub_a, sub_b):
+        await sub.close()
+
+
+async def test_a_subscriber_whose_buffer_overflows_before_going_live_is_told_to_go(
+    broker_factory: BrokerFactory,
+) -> None:
+    broker = await broker_factory(buffer_limit=2)
+    subscription = await broker.subscribe("chat:a", Collector())  # buffering until go_live
+    witness, seen = await join(broker, "chat:a")
+    offsets = await publish_many(broker, "chat:a", 3)
+    await seen.wait_for_offset(offsets[-1])  # the hub handed every event to both sinks
+    assert subscription.go_live() is False
+    for sub in (subscription, witness):
+        await sub.close()
+
+
+# -- the handoff under load ----------------------------------------------------------------------
+
+
+async def test_subscribers_joining_during_a_publish_storm_see_a_gapless_duplicate_free_sequence(
+    broker: Broker,
+) -> None:
+    rng = random.Random(7)
+    channel = "chat:storm"
+    published: list[str] = []
+
+    async def publish_storm() -> None:
+        for n in range(300):
+            published.append(await broker.publish(channel, f'{{"n":{n}}}'))
+            if n % 3 == 0:
+                await asyncio.sleep(MS)  # spread the storm over the subscribers' arrival window
+
+    async def subscriber(index: int) -> tuple[Subscription, Collector, str | None]:
+        await asyncio.sleep(rng.uniform(0, 0.15))
+        choice = rng.random()
+        since: str | None
+        if index == 0 or choice < 0.2:
+            since = None
+        elif choice < 0.4 or not published:
+            since = SINCE_START
+        else:
+            since = rng.choice(published)
+        subscription, got = await join(broker, channel, since)
+        return subscription, got, since
+
+    storm = asyncio.create_task(publish_storm())
+    joined = await asyncio.wait_for(asyncio.gather(*(subscriber(i) for i in range(20))), WAIT_S)
+    await asyncio.wait_for(storm, WAIT_S)
+    for subscription, got, since in joined:
+        start = subscription.offset if since is None else since
+        expected = [o for o in published if start is None or parse_offset(o) > parse_offset(start)]
+        if expected:
+            with contextlib.suppress(TimeoutError):  # the assert below shows what is missing
+                await got.wait_for_offset(expected[-1])
+        assert got.offsets == expected, f"since={since}"
+        assert subscription.recovered is (None if since is None else True)
+    await settle()
+    for subscription, got, since in joined:
+        assert len(got.offsets) == len(set(got.offsets)), f"no late duplicate (since={since})"
+        await subscription.close()
+    # the storm really overlapped the joins: some subscribers had history to replay and live events to follow
+    assert any(subscription.replay and len(got.offsets) > len(subscription.replay) for subscription, got, _ in joined)
+
+
+async def test_a_subscriber_joining_as_another_publishes_its_first_event_misses_nothing(broker: Broker) -> None:
+    # The first events of a fresh channel, raced against a second subscriber's history read.
+    for n in range(150):
+        channel = f"chat:race{n}"
+        first, got = await join(broker, channel)
+        offset, (second, _) = await asyncio.gather(broker.publish(channel, "{}"), join(broker, channel))
+        await got.wait_for_offset(offset)
+        for subscription in (first, second):
+            await subscription.close()
+
+
+# -- one SUBSCRIBE per channel per replica ---------------------------------------------------
+
+
+async def subscribers_in_redis(broker: Broker, channel: str) -> int:
+    """PUBSUB NUMSUB, asked on a connection of the broker's own Redis (embedded or real)."""
+    [(_, count)] = await broker.client.pubsub_numsub(broker.keys(channel).pubsub)
+    return int(count)
+
+
+async def test_a_hundred_concurrent_first_subscribers_share_one_subscribe(broker: Broker) -> None:
+    channel = "chat:crowd"
+    joined = await asyncio.wait_for(asyncio.gather(*(join(broker, channel) for _ in range(100))), WAIT_S)
+    assert broker.hub.count(channel) == 100
+    assert await subscribers_in_redis(broker, channel) == 1
+    offset = await broker.publish(channel, "{}")
+    for _, got in joined:
+        await got.wait_for_offset(offset)
+    await settle()
+    assert all(got.offsets == [offset] for _, got in joined)
+    await asyncio.wait_for(asyncio.gather(*(sub.close() for sub, _ in joined)), WAIT_S)
+    assert broker.hub.channels() == []
+    assert await subscribers_in_redis(broker, channel) == 0
+
+
+async def test_a_hundred_concurrent_first_subscribers_send_one_subscribe_command(
+    replicas: BrokerFactory, redis_server: RedisServer
+) -> None:
+    broker = await replicas()
+    stats = aioredis.Redis.from_url(redis_server.url)
+    try:
+        before = await commandstats(stats)
+        joined = await asyncio.wait_for(asyncio.gather(*(join(broker, "chat:crowd") for _ in range(100))), WAIT_S)
+        after = await commandstats(stats)
+    finally:
+        await stats.aclose()
+    assert after["subscribe"] - before.get("subscribe", 0) == 1
+    for subscription, _ in joined:
+        await subscription.close()
+
+
+async def test_subscribers_coming_and_going_concurrently_leave_a_working_channel(broker: Broker) -> None:
+    channel = "chat:churn"
+    rng = random.Random(11)
+
+    async def visit() -> None:
+        for _ in range(3):
+            subscription, _ = await join(broker, channel)
+            await asyncio.sleep(rng.uniform(0, 5 * MS))
+            await subscription.close()
+
+    await asyncio.wait_for(asyncio.gather(*(visit() for _ in range(50))), WAIT_S)
+    assert broker.hub.channels() == []
+    assert await subscribers_in_redis(broker, channel) == 0
+    subscription, got = await join(broker, channel)
+    assert await subscribers_in_redis(broker, channel) == 1
+    offset = await broker.publish(channel, "{}")
+    await got.wait_for_offset(offset)
+    await subscription.close()
+
+
+async def test_a_publish_is_one_evalsha_however_many_listen(replicas: BrokerFactory, redis_server: RedisServer) -> None:
+    publisher = await replicas(replica_id="p")
+    listeners = [await replicas(replica_id=f"l{n}") for n in range(3)]
+    subscriptions = [await join(b, "chat:cost") for b in listeners for _ in range(10)]
+    warm_up = await publisher.publish("chat:cost", "{}")  # loads the script (NOSCRIPT -> SCRIPT LOAD) once
+    stats = aioredis.Redis.from_url(redis_server.url)
+    try:
+        before = await commandstats(stats)
+        offsets = await publish_many(publisher, "chat:cost", 20)
+        after = await commandstats(stats)
+    finally:
+        await stats.aclose()
+    delta = {name: after.get(name, 0) - before.get(name, 0) for name in after}
+    assert delta.pop("info") == 1
+    # the script's own XADD, XLEN and PUBLISH are counted too; nothing else ran
+    assert {name: calls for name, calls in delta.items() if calls} == {
+        "evalsha": 20,
+        "xadd": 20,
+        "xlen": 20,
+        "publish": 20,
+    }
+    for _, got in subscriptions:
+        await got.wait_for_offset(offsets[-1])
+        assert got.offsets == [warm_up, *offsets]
