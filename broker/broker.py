@@ -17,6 +17,7 @@ from broker.errors import Duplicate, Unavailable
 from broker.hub import Hub
 from broker.keys import BOOKS_CHANNEL, ChannelKeys, book_index_key, book_key
 from broker.listener import Listener
+from broker.publisher import Publisher
 from broker.recovery import RecoveringSink
 from broker.types import Event, Offset, Sink, parse_offset
 
@@ -67,8 +68,7 @@ class Broker:
         self.buffer_limit = buffer_limit
         self.hub = Hub()
         self.listener = Listener(client, self.hub, prefix, replica_id, self._replay_after)
-        source = resources.files("broker").joinpath("lua/publish.lua").read_text()
-        self._publish_script = client.register_script(source)
+        self._publisher = Publisher(client, resources.files("broker").joinpath("lua/publish.lua").read_text())
 
     @classmethod
     def from_url(cls, url: str, *, pool_size: int = 64, **options: Any) -> Broker:
@@ -109,11 +109,7 @@ class Broker:
             raise Unavailable(UNAVAILABLE) from exc
 
     async def _run_publish(self, keys: list[str], args: list[Any]) -> Any:
-        try:
-            result = await self._publish_script(keys=keys, args=args)
-        except (RedisError, OSError) as exc:
-            raise Unavailable(UNAVAILABLE) from exc
-        return result.decode() if isinstance(result, bytes) else result
+        return await self._publisher.run(keys, args)
 
     # -- subscribing and history -----------------------------------------------------
 
