@@ -12,6 +12,7 @@ WebSocket helper)::
     ├── Forbidden       -> 403 / refused handshake
     ├── NotFound        -> 404
     ├── Conflict        -> 409
+    ├── PayloadTooLarge -> 413
     └── Unavailable     -> 503 / error frame "unavailable"   (broker.Unavailable is re-raised as this)
 """
 
@@ -100,6 +101,10 @@ class NotFound(HeraldError):
 
 class Conflict(HeraldError):
     status_code = 409
+
+
+class PayloadTooLarge(HeraldError):
+    status_code = 413
 
 
 class Unavailable(HeraldError):

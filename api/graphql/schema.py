@@ -8,7 +8,6 @@ document once per event with the event as root value (``resolve_*`` is graphene'
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -19,7 +18,8 @@ from pydantic import ValidationError
 
 from api.auth import Principal
 from api.errors import BadRequest, Unauthorized
-from api.models import ROOM_PATTERN, BookIn, chat_payload, is_room
+from api.messages import publish_chat
+from api.models import ROOM_PATTERN, BookIn, is_room
 from api.routes import books as book_store
 from api.state import AppState
 from broker import BOOKS_CHANNEL, Event, chat_channel, is_offset
@@ -154,15 +154,10 @@ class Mutation(graphene.ObjectType):  # type: ignore[misc]
     async def resolve_sendMessage(root: None, info: graphene.ResolveInfo, room: str, text: str) -> dict[str, Any]:
         context: Context = info.context
         user = context.writer().user
-        channel = context.channel(room)
+        context.channel(room)  # refuses a bad room, or one outside the token's rooms
         if not text:
             raise BadRequest("text must not be empty")
-        state = context.state
-        payload = chat_payload(room, user, text)
-        started = time.perf_counter()
-        offset = await state.broker.publish(channel, payload)
-        state.metrics.publish_seconds.observe(time.perf_counter() - started)
-        state.metrics.counts.published += 1
+        offset, payload = await publish_chat(context.state, room, user, text)
         message: dict[str, Any] = orjson.loads(payload)
         message["id"] = offset
         return message

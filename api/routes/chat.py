@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from typing import Annotated
 
 import orjson
@@ -10,7 +9,8 @@ from fastapi import APIRouter, Path, Query, status
 
 from api.deps import BrokerDep, ReaderDep, StateDep, WriterDep
 from api.errors import BadRequest
-from api.models import ROOM_PATTERN, ChatMessage, MessageAccepted, MessageIn, chat_payload
+from api.messages import publish_chat
+from api.models import ROOM_PATTERN, ChatMessage, MessageAccepted, MessageIn
 from broker import chat_channel, is_offset
 
 router = APIRouter(prefix="/api/chat", tags=["chat"])
@@ -21,10 +21,7 @@ RoomPath = Annotated[str, Path(pattern=ROOM_PATTERN, description="room name")]
 @router.post("/{room}/messages", status_code=status.HTTP_202_ACCEPTED, response_model=MessageAccepted)
 async def post_message(room: RoomPath, body: MessageIn, writer: WriterDep, state: StateDep) -> MessageAccepted:
     writer.check_room(room)
-    started = time.perf_counter()
-    offset = await state.broker.publish(chat_channel(room), chat_payload(room, writer.user, body.text))
-    state.metrics.publish_seconds.observe(time.perf_counter() - started)
-    state.metrics.counts.published += 1
+    offset, _ = await publish_chat(state, room, writer.user, body.text)
     return MessageAccepted(id=offset)
 
 

@@ -16,7 +16,8 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from api.auth import Principal, token_from
 from api.errors import CloseCode, ErrorCode, HeraldError
-from api.models import chat_payload, dumps, is_room, now, with_offset
+from api.messages import publish_chat
+from api.models import dumps, is_room, now, with_offset
 from api.state import AppState
 from api.ws.chat_protocol import AskPresence, ChatProtocol, Close, Publish, Reply, TokenBucket, error_frame
 from api.ws.connection import Connection
@@ -143,7 +144,6 @@ async def _receive_loop(websocket: WebSocket, conn: Connection, room: str, user:
     protocol = ChatProtocol(
         max_bytes=settings.max_message_bytes, bucket=TokenBucket(settings.rate_limit, settings.rate_burst)
     )
-    channel = chat_channel(room)
     while not conn.closed:
         message = await conn.receive()
         if message["type"] == "websocket.disconnect":
@@ -154,7 +154,7 @@ async def _receive_loop(websocket: WebSocket, conn: Connection, room: str, user:
             if isinstance(action, Reply):
                 conn.push(action.frame)
             elif isinstance(action, Publish):
-                await _publish(conn, channel, chat_payload(room, user, action.text), state)
+                await _publish(conn, room, user, action.text, state)
             elif isinstance(action, AskPresence):
                 await _presence(conn, room, state)
             elif isinstance(action, Close):
@@ -164,15 +164,11 @@ async def _receive_loop(websocket: WebSocket, conn: Connection, room: str, user:
         protocol.rate_limited = 0
 
 
-async def _publish(conn: Connection, channel: str, payload: str, state: AppState) -> None:
-    started = time.perf_counter()
+async def _publish(conn: Connection, room: str, user: str, text: str, state: AppState) -> None:
     try:
-        await state.broker.publish(channel, payload)
+        await publish_chat(state, room, user, text)
     except Unavailable:
         conn.push(error_frame(ErrorCode.UNAVAILABLE, "redis is unavailable; the message was not published"))
-        return
-    state.metrics.publish_seconds.observe(time.perf_counter() - started)
-    state.metrics.counts.published += 1
 
 
 async def _presence(conn: Connection, room: str, state: AppState) -> None:

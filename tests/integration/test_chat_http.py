@@ -208,3 +208,20 @@ def test_without_redis_the_replica_is_up_not_ready_and_refuses_to_publish(
     assert refused.status_code == 503
     assert "detail" in refused.json()
     assert client.get("/api/chat/lobby/messages").status_code == 503
+
+
+def test_a_message_over_the_size_limit_is_413_and_publishes_nothing(client_factory: Callable[..., TestClient]) -> None:
+    small = client_factory(max_message_bytes=100)
+    response = small.post("/api/chat/lobby/messages", json={"text": "é" * 60})
+    assert response.status_code == 413
+    assert "HERALD_MAX_MESSAGE_BYTES" in response.json()["detail"]
+    assert small.post("/api/chat/lobby/messages", json={"text": "é" * 50}).status_code == 202
+    assert [m["text"] for m in small.get("/api/chat/lobby/messages").json()] == ["é" * 50]
+
+
+def test_graphql_send_message_over_the_size_limit_is_an_error(client_factory: Callable[..., TestClient]) -> None:
+    small = client_factory(max_message_bytes=100)
+    query = 'mutation($t: String!) { sendMessage(room: "lobby", text: $t) { id } }'
+    body = small.post("/graphql", json={"query": query, "variables": {"t": "x" * 101}}).json()
+    assert "HERALD_MAX_MESSAGE_BYTES" in body["errors"][0]["message"]
+    assert small.get("/api/chat/lobby/messages").json() == []

@@ -1,0 +1,28 @@
+"""Publishing a chat message: the one path shared by the chat socket, REST and GraphQL,
+so every surface applies the same rules and counts the same metrics."""
+
+from __future__ import annotations
+
+import time
+
+from api.errors import PayloadTooLarge
+from api.models import chat_payload
+from api.state import AppState
+from broker import Offset, chat_channel
+
+
+async def publish_chat(state: AppState, room: str, user: str, text: str) -> tuple[Offset, str]:
+    """Publish ``text`` to ``room`` as ``user``; returns the offset and the stored payload.
+
+    ``PayloadTooLarge`` past ``HERALD_MAX_MESSAGE_BYTES`` (sockets are bounded by their
+    frame size already; HTTP bodies are not); ``broker.Unavailable`` when Redis is down.
+    """
+    limit = state.settings.max_message_bytes
+    if len(text) * 4 > limit and len(text.encode()) > limit:
+        raise PayloadTooLarge(f"text is larger than HERALD_MAX_MESSAGE_BYTES ({limit} bytes)")
+    payload = chat_payload(room, user, text)
+    started = time.perf_counter()
+    offset = await state.broker.publish(chat_channel(room), payload)
+    state.metrics.publish_seconds.observe(time.perf_counter() - started)
+    state.metrics.counts.published += 1
+    return offset, payload
