@@ -19,7 +19,7 @@ from broker.keys import BOOKS_CHANNEL, ChannelKeys, book_index_key, book_key
 from broker.listener import Listener
 from broker.publisher import Publisher
 from broker.recovery import RecoveringSink
-from broker.types import Event, Offset, Sink, parse_offset
+from broker.types import SINCE_START, Event, Offset, Sink, parse_offset
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +99,7 @@ class Broker:
     async def publish(self, channel: str, data: str) -> Offset:
         """Append ``data`` (a JSON object text) to the channel and announce it; returns its offset."""
         keys = self.keys(channel)
-        return str(await self._run_publish([keys.stream, keys.trimmed], [keys.pubsub, self.history_size, data]))
+        return str(await self._run_publish([keys.stream, keys.meta], [keys.pubsub, self.history_size, data]))
 
     async def publish_ephemeral(self, channel: str, frame: str) -> None:
         """Announce ``frame`` to the channel's current listeners; not stored, never replayed."""
@@ -121,17 +121,20 @@ class Broker:
         subscription = _Subscription(self, channel, wrapped)
         try:
             page = await history.read_after(self.client, self.keys(channel), since)
+            if position is not None and page.foreign(position):
+                # The client's position belongs to a history Redis lost: all that is retained is new to it.
+                subscription.recovered, position = False, None
+                page = await history.read_after(self.client, self.keys(channel), SINCE_START)
         except (RedisError, OSError) as exc:
             await subscription.close()
             raise Unavailable(UNAVAILABLE) from exc
         subscription.offset = page.newest
         subscription.replay = page.events
+        newest = parse_offset(page.newest) if page.newest is not None else None
         if position is not None:
             subscription.recovered = page.reaches(position)
-            wrapped.position = position
-        elif page.newest is not None:
-            wrapped.position = parse_offset(page.newest)
-        self.hub.note_position(channel, parse_offset(page.newest) if page.newest else None)
+        wrapped.position = position if since is not None else newest
+        self.hub.note_position(channel, newest)
         return subscription
 
     async def history(self, channel: str, since: Offset | None = None, limit: int = 100) -> list[Event]:
@@ -154,7 +157,7 @@ class Broker:
         """Store the book and publish it on ``books`` atomically; ``Duplicate`` if the ISBN exists."""
         keys = self.keys(BOOKS_CHANNEL)
         offset = await self._run_publish(
-            [keys.stream, keys.trimmed, book_key(self.prefix, isbn), book_index_key(self.prefix)],
+            [keys.stream, keys.meta, book_key(self.prefix, isbn), book_index_key(self.prefix)],
             [keys.pubsub, self.history_size, data, isbn],
         )
         if offset is None:

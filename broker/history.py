@@ -18,10 +18,21 @@ class HistoryPage:
     newest: Offset | None
     #: the newest offset ever trimmed away (None: nothing trimmed yet)
     trimmed: ParsedOffset | None
+    #: the stream's first offset ever (None: nothing published since Redis last started empty)
+    origin: ParsedOffset | None = None
+
+    def foreign(self, since: ParsedOffset) -> bool:
+        """True for a position this stream cannot have given out: before its origin, after its
+        newest event, or any in an empty stream. Redis lost the history the client had seen
+        (a restart without persistence, say)."""
+        if since == (0, 0):
+            return False
+        newest = parse_offset(self.newest) if self.newest is not None else None
+        return newest is None or since > newest or (self.origin is not None and since < self.origin)
 
     def reaches(self, since: ParsedOffset) -> bool:
-        """True when no event after ``since`` has been trimmed."""
-        return self.trimmed is None or self.trimmed <= since
+        """True when every event after ``since`` is still retained."""
+        return not self.foreign(since) and (self.trimmed is None or self.trimmed <= since)
 
 
 def _text(value: Any) -> str:
@@ -46,15 +57,16 @@ async def read_after(
     after = since if since is not None and parse_offset(since) != LAST_POSITION else None
     if after is not None:
         pipe.xrange(keys.stream, min=f"({normalise(after)}", max="+", count=limit)
-    pipe.get(keys.trimmed)
+    pipe.hmget(keys.meta, ["trimmed", "origin"])
     pipe.xrevrange(keys.stream, max="+", min="-", count=1)
     replies = await pipe.execute()
     entries = replies[0] if after is not None else []
-    trimmed, newest = replies[-2], replies[-1]
+    (trimmed, origin), newest = replies[-2], replies[-1]
     return HistoryPage(
         events=to_events(keys.channel, entries),
         newest=_text(newest[0][0]) if newest else None,
         trimmed=parse_offset(_text(trimmed)) if trimmed is not None else None,
+        origin=parse_offset(_text(origin)) if origin is not None else None,
     )
 
 

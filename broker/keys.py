@@ -21,8 +21,8 @@ class ChannelKeys:
     channel: str
     #: bounded stream of the channel's events (the history)
     stream: str
-    #: offset of the newest event trimmed from the stream (absent: nothing trimmed yet)
-    trimmed: str
+    #: hash: ``origin`` (the stream's first offset ever) and ``trimmed`` (newest offset trimmed away)
+    meta: str
     #: pub/sub channel carrying "<offset>\n<data>" (ephemeral events: "\n<frame>")
     pubsub: str
     #: presence: members "user\x00connection" scored by expiry time (ms)
@@ -34,7 +34,7 @@ class ChannelKeys:
         return cls(
             channel=channel,
             stream=f"{tag}:stream",
-            trimmed=f"{tag}:trimmed",
+            meta=f"{tag}:meta",
             pubsub=f"{tag}:events",
             presence=f"{tag}:presence",
         )

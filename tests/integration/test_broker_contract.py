@@ -240,6 +240,29 @@ async def test_since_zero_is_recovered_until_anything_is_trimmed(broker_factory:
     await subscription.close()
 
 
+async def test_since_past_the_newest_event_is_not_recovered_and_hides_nothing_to_come(broker: Broker) -> None:
+    offsets = await publish_many(broker, "chat:a", 2)
+    ms, seq = parse_offset(offsets[-1])
+    subscription, got = await join(broker, "chat:a", since=f"{ms + 60_000}-{seq}")
+    assert (subscription.recovered, got.offsets) == (False, offsets)
+    later = await broker.publish("chat:a", "{}")
+    await got.wait_for_offset(later)
+    await subscription.close()
+
+
+async def test_a_channel_whose_history_redis_lost_is_not_recovered(broker: Broker) -> None:
+    seen = await publish_many(broker, "chat:a", 3)
+    keys = broker.keys("chat:a")
+    await broker.client.delete(keys.stream, keys.meta)  # as after a restart without persistence
+    subscription, got = await join(broker, "chat:a", since=seen[-1])
+    assert (subscription.recovered, subscription.offset) == (False, None)
+    await subscription.close()
+    reborn = await broker.publish("chat:a", "{}")
+    subscription, got = await join(broker, "chat:a", since=seen[-1])
+    assert (subscription.recovered, got.offsets) == (False, [reborn])  # whatever its id, it is new to the client
+    await subscription.close()
+
+
 async def test_since_zero_on_an_empty_channel_is_recovered(broker: Broker) -> None:
     subscription, got = await join(broker, "chat:a", since=SINCE_START)
     assert (subscription.recovered, subscription.offset, got.events) == (True, None, [])
@@ -496,6 +519,7 @@ async def test_a_publish_is_one_evalsha_however_many_listen(replicas: BrokerFact
         "evalsha": 20,
         "xadd": 20,
         "xlen": 20,
+        "hsetnx": 20,
         "publish": 20,
     }
     for _, got in subscriptions:

@@ -225,7 +225,7 @@ async def test_1013_a_subscriber_that_stops_reading(herald: Herald, room: str) -
     await until_gauge(herald, "herald_graphql_subscriptions", 1)
     before = await gauge(herald, "herald_slow_consumers_total")
     for _ in range(100):
-        await asyncio.gather(*(post(herald, f"/api/chat/{room}/messages", {"text": "x" * 500_000}) for _ in range(4)))
+        await asyncio.gather(*(post(herald, f"/api/chat/{room}/messages", {"text": "x" * 60_000}) for _ in range(8)))
         if await gauge(herald, "herald_slow_consumers_total") > before:
             break
     assert await gauge(herald, "herald_slow_consumers_total") == before + 1
