@@ -77,6 +77,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         log.info("replica %s starting; broker: %s", settings.replica_id, backend)
         if not state.auth.enabled:
             log.warning("HERALD_JWT_SECRET is not set: access is anonymous")
+        elif len(settings.jwt_secret or "") < 32:
+            log.warning("HERALD_JWT_SECRET is shorter than 32 bytes: HS256 keys that short can be guessed")
         await state.broker.start()
         if not state.broker.ready:
             log.warning("redis is not reachable yet; /ready answers 503 until it is")

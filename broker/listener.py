@@ -106,7 +106,8 @@ class Listener:
 
     async def detach(self, channel: str, sink: Sink) -> None:
         async with self._channel_lock(channel):
-            if self._hub.remove(channel, sink) and self.ready:
+            # Not "and self.ready": a reconnect in progress may already have re-subscribed this channel.
+            if self._hub.remove(channel, sink) and self._pubsub is not None:
                 # A failed UNSUBSCRIBE is harmless: the reconnect subscribes only channels with sinks.
                 with contextlib.suppress(RedisError, OSError):
                     await self._pubsub.unsubscribe(ChannelKeys.of(self._prefix, channel).pubsub)

@@ -25,6 +25,9 @@ from broker import Event, Subscription, Unavailable, chat_channel, is_offset
 
 log = logging.getLogger(__name__)
 
+#: a client that has not read its welcome and ``since`` replay by then is dropped (it would hold a slot forever)
+REPLAY_TIMEOUT_S = 30.0
+
 
 def chat_frame(event: Event) -> str:
     """The client frame for a chat event; computed once per event per replica (``Event.memo``)."""
@@ -97,7 +100,12 @@ async def _serve(websocket: WebSocket, conn: Connection, room: str, principal: P
         return
     expiry: asyncio.TimerHandle | None = None
     try:
-        await _welcome(conn, subscription, room, user, since, state)
+        try:
+            async with asyncio.timeout(REPLAY_TIMEOUT_S):
+                await _welcome(conn, subscription, room, user, since, state)
+        except TimeoutError:
+            await conn.close(CloseCode.TRY_AGAIN_LATER, "slow consumer: replay not read in time")
+            return
         if not subscription.go_live():
             await conn.close(CloseCode.TRY_AGAIN_LATER, "slow consumer: fell behind during replay")
             return
