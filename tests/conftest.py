@@ -74,6 +74,12 @@ def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
 
 
 @pytest.fixture
+def room() -> str:
+    """A room name of this test alone."""
+    return f"r{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
 def key_prefix() -> str:
     return f"t{uuid.uuid4().hex[:10]}"
 

@@ -34,6 +34,7 @@ from api.graphql.types import (
     ConnectionErrorMessage,
     KeepAliveMessage,
     LegacyErrorMessage,
+    OperationTable,
     Send,
     Start,
     Stop,
@@ -74,14 +75,11 @@ def _start_problem(payload: dict[str, Any]) -> str | None:
     return None
 
 
-class GraphQLWS:
+class GraphQLWS(OperationTable):
     """One legacy ``graphql-ws`` connection: feed it frames and ticks, execute the actions it returns."""
 
     def __init__(self, authorize: Authorizer) -> None:
-        self._authorize = authorize
-        self.principal: object | None = None
-        self._finished = False
-        self._active: dict[str, None] = {}  # insertion-ordered set of running operation ids
+        super().__init__(authorize)
         self._pending: list[dict[str, Any]] = []
 
     def receive(self, text: str) -> list[Action]:
@@ -158,7 +156,7 @@ class GraphQLWS:
         return [Send(_KA)]
 
     def next(self, op_id: str, result_json: str) -> list[Action]:
-        if self._finished or op_id not in self._active:
+        if not self._running(op_id):
             return []
         # result_json is shared by every subscriber of the same document: splice it, never re-encode it
         return [Send('{"type":"data","id":' + _encode(op_id) + ',"payload":' + result_json + "}")]
@@ -185,20 +183,10 @@ class GraphQLWS:
         done: CompleteMessage = {"type": "complete", "id": op_id}
         return [Send(_encode(done))]
 
-    def closed(self) -> list[str]:
-        self._finished = True
+    def _finish(self) -> None:
+        super()._finish()
         self._pending = []
-        ids, self._active = list(self._active), {}
-        return ids
-
-    def _end(self, op_id: str) -> bool:
-        """Forget ``op_id``; False if it was not running (or the connection is over)."""
-        if self._finished or op_id not in self._active:
-            return False
-        del self._active[op_id]
-        return True
 
     def _close(self, code: CloseCode, reason: str) -> list[Action]:
-        self._finished = True
-        self._pending = []
+        self._finish()
         return [Close(code, reason)]

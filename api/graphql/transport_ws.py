@@ -27,6 +27,7 @@ from api.graphql.types import (
     Close,
     CompleteMessage,
     ConnectionAckMessage,
+    OperationTable,
     PongMessage,
     Send,
     Start,
@@ -136,15 +137,12 @@ def _encode(message: object) -> str:
     return orjson.dumps(message).decode()
 
 
-class GraphQLTransportWS:
+class GraphQLTransportWS(OperationTable):
     """One ``graphql-transport-ws`` connection: feed it frames and ticks, execute the actions it returns."""
 
     def __init__(self, authorize: Authorizer) -> None:
-        self._authorize = authorize
-        self.principal: object | None = None
+        super().__init__(authorize)
         self._init_received = False
-        self._finished = False
-        self._active: dict[str, None] = {}  # insertion-ordered set of running operation ids
 
     def receive(self, text: str) -> list[Action]:
         if self._finished:
@@ -200,7 +198,7 @@ class GraphQLTransportWS:
         return []  # this protocol keeps alive with client pings (and WebSocket pings from the server)
 
     def next(self, op_id: str, result_json: str) -> list[Action]:
-        if self._finished or op_id not in self._active:
+        if not self._running(op_id):
             return []
         # result_json is shared by every subscriber of the same document: splice it, never re-encode it
         return [Send('{"id":' + _encode(op_id) + ',"type":"next","payload":' + result_json + "}")]
@@ -216,18 +214,6 @@ class GraphQLTransportWS:
         message: CompleteMessage = {"id": op_id, "type": "complete"}
         return [Send(_encode(message))]
 
-    def closed(self) -> list[str]:
-        self._finished = True
-        ids, self._active = list(self._active), {}
-        return ids
-
-    def _end(self, op_id: str) -> bool:
-        """Forget ``op_id``; False if it was not running (or the connection is over)."""
-        if self._finished or op_id not in self._active:
-            return False
-        del self._active[op_id]
-        return True
-
     def _close(self, code: CloseCode, reason: str) -> list[Action]:
-        self._finished = True
+        self._finish()
         return [close_action(code, reason)]

@@ -78,6 +78,35 @@ class GraphQLWSMachine(Protocol):
 # --- shared by both protocols --------------------------------------------------------------------------------
 
 
+class OperationTable:
+    """What both machines share: the connection's principal, its running operation ids, and its end."""
+
+    def __init__(self, authorize: Authorizer) -> None:
+        self._authorize = authorize
+        self.principal: object | None = None
+        self._finished = False
+        self._active: dict[str, None] = {}  # insertion-ordered set of running operation ids
+
+    def closed(self) -> list[str]:
+        """The connection is over: the ids still running, for the runner to cancel."""
+        self._finish()
+        ids, self._active = list(self._active), {}
+        return ids
+
+    def _running(self, op_id: str) -> bool:
+        return not self._finished and op_id in self._active
+
+    def _end(self, op_id: str) -> bool:
+        """Forget ``op_id``; False if it was not running (or the connection is over)."""
+        if not self._running(op_id):
+            return False
+        del self._active[op_id]
+        return True
+
+    def _finish(self) -> None:
+        self._finished = True
+
+
 class ConnectionInitMessage(TypedDict):
     """Direction: Client -> Server."""
 

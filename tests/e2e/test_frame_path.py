@@ -14,23 +14,10 @@ from websockets.frames import Frame, Opcode
 from websockets.streams import StreamReader
 
 from api.errors import CloseCode
+from tests.helpers.chat import masked_frame
 from tests.helpers.servers import Herald
 
 MAX_BYTES = 1024
-
-
-def client_frame(opcode: int, payload: bytes) -> bytes:
-    """A masked client frame (RFC 6455 §5.3)."""
-    mask = os.urandom(4)
-    size = len(payload)
-    head = bytes((0x80 | opcode,))
-    if size < 126:
-        head += bytes((0x80 | size,))
-    elif size < 65536:
-        head += struct.pack("!BH", 0x80 | 126, size)
-    else:
-        head += struct.pack("!BQ", 0x80 | 127, size)
-    return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
 
 
 class RawClient:
@@ -80,8 +67,8 @@ def test_a_message_sent_together_with_an_oversize_frame_is_still_published(heral
     client = RawClient(herald.port, "/ws/chat/lobby?user=ada")
     try:
         welcome = next(client.frames())
-        good = client_frame(0x1, json.dumps({"type": "message", "text": "before the big one"}).encode())
-        client.sock.sendall(good + client_frame(0x1, b"x" * (MAX_BYTES * 2)))
+        good = masked_frame(0x1, json.dumps({"type": "message", "text": "before the big one"}).encode())
+        client.sock.sendall(good + masked_frame(0x1, b"x" * (MAX_BYTES * 2)))
         frames = list(client.frames())
     finally:
         client.close()
@@ -103,7 +90,7 @@ def test_direct_frames_arrive_after_the_welcome_and_replay_in_order(herald: Hera
     client = RawClient(herald.port, "/ws/chat/order?user=ada&since=0")
     try:
         for n in range(5):
-            client.sock.sendall(client_frame(0x1, json.dumps({"type": "message", "text": f"new {n}"}).encode()))
+            client.sock.sendall(masked_frame(0x1, json.dumps({"type": "message", "text": f"new {n}"}).encode()))
         received: list[dict[str, object]] = []
         for frame in client.frames():
             if frame.opcode is Opcode.TEXT:

@@ -19,7 +19,7 @@ from websockets.asyncio.client import ClientConnection
 
 from api.errors import CloseCode, ErrorCode
 from broker import parse_offset
-from tests.helpers.chat import Frame, close_code, connect, frame_where, send
+from tests.helpers.chat import Frame, close_code, connect, frame_where, is_message, messages_until, say, send
 from tests.helpers.servers import Herald, RedisServer
 
 pytestmark = [pytest.mark.redis, pytest.mark.e2e]
@@ -54,29 +54,6 @@ def replicas(cluster_redis: RedisServer, tmp_path_factory: pytest.TempPathFactor
     finally:
         for herald in started:
             herald.stop()
-
-
-@pytest.fixture
-def room() -> str:
-    return f"r{uuid.uuid4().hex[:8]}"
-
-
-def is_message(frame: Frame) -> bool:
-    return bool(frame["type"] == "message")
-
-
-async def say(ws: ClientConnection, text: str) -> None:
-    await send(ws, {"type": "message", "text": text})
-
-
-async def messages_until(ws: ClientConnection, last_text: str) -> list[Frame]:
-    async def collect() -> list[Frame]:
-        frames: list[Frame] = []
-        while not frames or frames[-1]["text"] != last_text:
-            frames.append(await frame_where(ws, is_message))
-        return frames
-
-    return await asyncio.wait_for(collect(), WITHIN_S)
 
 
 async def messages_counted(ws: ClientConnection, count: int) -> list[Frame]:

@@ -115,6 +115,26 @@ async def send(ws: ClientConnection, frame: Frame) -> None:
     await ws.send(orjson.dumps(frame).decode())
 
 
+def is_message(frame: Frame) -> bool:
+    return bool(frame["type"] == "message")
+
+
+async def say(ws: ClientConnection, text: str) -> None:
+    await send(ws, {"type": "message", "text": text})
+
+
+async def messages_until(ws: ClientConnection, last_text: str, within: float = 10.0) -> list[Frame]:
+    """Every message frame up to and including the one whose text is ``last_text``."""
+
+    async def collect() -> list[Frame]:
+        frames: list[Frame] = []
+        while not frames or frames[-1]["text"] != last_text:
+            frames.append(await frame_where(ws, is_message))
+        return frames
+
+    return await asyncio.wait_for(collect(), within)
+
+
 def raw_handshake(port: int, path: str, receive_buffer: int | None = 4096) -> socket.socket:
     """A WebSocket opened by hand on a plain socket, which the test may then never read."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)

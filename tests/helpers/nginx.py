@@ -20,10 +20,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import pytest
+from tests.helpers.services import free_port, require
 
 NGINX_CONF = Path(__file__).resolve().parents[2] / "deploy" / "nginx.conf"
-REQUIRE_SERVICES_ENV = "HERALD_REQUIRE_SERVICES"
 START_TIMEOUT_S = 10.0
 STOP_TIMEOUT_S = 5.0
 
@@ -42,20 +41,7 @@ def nginx_available() -> bool:
 
 def require_nginx() -> str:
     """The nginx binary, or skip the test; CI sets HERALD_REQUIRE_SERVICES=1 to fail instead."""
-    binary = nginx_binary()
-    if binary is None:
-        reason = "nginx is not installed (apt-get install nginx-light)"
-        if os.environ.get(REQUIRE_SERVICES_ENV) == "1":
-            pytest.fail(f"{reason}, and {REQUIRE_SERVICES_ENV}=1 requires it")
-        pytest.skip(reason)
-    return binary
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+    return require("nginx", "apt-get install nginx-light")
 
 
 def _sub_once(pattern: str, repl: str, text: str) -> str:

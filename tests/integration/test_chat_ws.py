@@ -6,7 +6,6 @@ has rooms of its own.
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import Callable, Iterator
 
@@ -20,7 +19,7 @@ from websockets.asyncio.client import ClientConnection
 
 from api.errors import CloseCode, ErrorCode
 from broker import parse_offset
-from tests.helpers.chat import Frame, close_code, connect, frame_where, send
+from tests.helpers.chat import Frame, close_code, connect, frame_where, is_message, messages_until, say, send
 from tests.helpers.servers import Herald, RedisServer
 
 pytestmark = [pytest.mark.redis, pytest.mark.e2e]
@@ -42,31 +41,6 @@ def herald(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) 
     ).start()
     yield replica
     replica.stop()
-
-
-@pytest.fixture
-def room() -> str:
-    return f"r{uuid.uuid4().hex[:8]}"
-
-
-def is_message(frame: Frame) -> bool:
-    return bool(frame["type"] == "message")
-
-
-async def say(ws: ClientConnection, text: str) -> None:
-    await send(ws, {"type": "message", "text": text})
-
-
-async def messages_until(ws: ClientConnection, last_text: str) -> list[Frame]:
-    """Every message frame up to and including the one whose text is ``last_text``."""
-
-    async def collect() -> list[Frame]:
-        frames: list[Frame] = []
-        while not frames or frames[-1]["text"] != last_text:
-            frames.append(await frame_where(ws, is_message))
-        return frames
-
-    return await asyncio.wait_for(collect(), WITHIN_S)
 
 
 async def post(herald: Herald, room: str, text: str) -> str:
