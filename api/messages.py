@@ -3,8 +3,6 @@ so every surface applies the same rules and counts the same metrics."""
 
 from __future__ import annotations
 
-import time
-
 from api.errors import PayloadTooLarge
 from api.models import chat_payload
 from api.state import AppState
@@ -21,8 +19,6 @@ async def publish_chat(state: AppState, room: str, user: str, text: str) -> tupl
     if len(text) * 4 > limit and len(text.encode()) > limit:
         raise PayloadTooLarge(f"text is larger than HERALD_MAX_MESSAGE_BYTES ({limit} bytes)")
     payload = chat_payload(room, user, text)
-    started = time.perf_counter()
-    offset = await state.broker.publish(chat_channel(room), payload)
-    state.metrics.publish_seconds.observe(time.perf_counter() - started)
-    state.metrics.counts.published += 1
+    with state.metrics.publishing():
+        offset = await state.broker.publish(chat_channel(room), payload)
     return offset, payload

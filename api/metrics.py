@@ -3,7 +3,9 @@ prometheus ``Counter.inc`` takes a lock: too dear per message per subscriber).""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
@@ -45,6 +47,14 @@ class Metrics:
             registry=self.registry,
         )
         self.registry.register(_Collector(self))
+
+    @contextmanager
+    def publishing(self) -> Iterator[None]:
+        """Time one publish and count it once it succeeded."""
+        started = time.perf_counter()
+        yield
+        self.publish_seconds.observe(time.perf_counter() - started)
+        self.counts.published += 1
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -6,7 +6,6 @@ the event that announced it. The helpers below are shared with the GraphQL resol
 
 from __future__ import annotations
 
-import time
 from typing import Annotated
 
 import orjson
@@ -28,10 +27,8 @@ def _book(stored: StoredBook) -> Book:
 async def add_book(state: AppState, book: BookIn) -> Book:
     """Store and announce ``book`` atomically; ``broker.Duplicate`` when its ISBN exists (nothing published)."""
     data = dumps({"isbn": book.isbn, "title": book.title, "author": book.author, "addedAt": now()})
-    started = time.perf_counter()
-    offset = await state.broker.add_book(book.isbn, data)
-    state.metrics.publish_seconds.observe(time.perf_counter() - started)
-    state.metrics.counts.published += 1
+    with state.metrics.publishing():
+        offset = await state.broker.add_book(book.isbn, data)
     return _book(StoredBook(data, offset))
 
 
