@@ -120,7 +120,10 @@ class Broker:
         await self.listener.attach(channel, wrapped)
         subscription = _Subscription(self, channel, wrapped)
         try:
-            page = await history.read_after(self.client, self.keys(channel), since)
+            if since is None:
+                page = await history.read_newest(self.client, self.keys(channel))
+            else:
+                page = await history.read_after(self.client, self.keys(channel), since)
             if position is not None and page.foreign(position):
                 # The client's position belongs to a history Redis lost: all that is retained is new to it.
                 subscription.recovered, position = False, None

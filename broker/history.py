@@ -70,6 +70,12 @@ async def read_after(
     )
 
 
+async def read_newest(client: redis.Redis, keys: ChannelKeys) -> HistoryPage:
+    """Only the newest retained offset: all a subscriber without ``since`` needs, in one plain command."""
+    newest = await client.xrevrange(keys.stream, max="+", min="-", count=1)
+    return HistoryPage(events=[], newest=_text(newest[0][0]) if newest else None, trimmed=None)
+
+
 async def read_latest(client: redis.Redis, keys: ChannelKeys, limit: int) -> list[Event]:
     """The last ``limit`` retained events, oldest first."""
     entries = await client.xrevrange(keys.stream, max="+", min="-", count=limit)
