@@ -19,7 +19,17 @@ from websockets.asyncio.client import ClientConnection
 
 from api.errors import CloseCode, ErrorCode
 from broker import parse_offset
-from tests.helpers.chat import Frame, close_code, connect, frame_where, is_message, messages_until, say, send
+from tests.helpers.chat import (
+    Frame,
+    close_code,
+    connect,
+    frame_where,
+    is_message,
+    messages_until,
+    post_message,
+    say,
+    send,
+)
 from tests.helpers.servers import Herald, RedisServer
 
 pytestmark = [pytest.mark.redis, pytest.mark.e2e]
@@ -72,11 +82,7 @@ async def joined(herald: Herald, room: str, user: str, **query: str) -> tuple[Cl
 
 
 async def post(herald: Herald, room: str, text: str) -> str:
-    async with httpx.AsyncClient(timeout=5) as client:
-        response = await client.post(f"{herald.http}/api/chat/{room}/messages", json={"text": text})
-    assert response.status_code == 202, response.text
-    offset: str = response.json()["id"]
-    return offset
+    return await post_message(herald.http, room, text)
 
 
 async def close_all(sockets: list[ClientConnection]) -> None:

@@ -176,3 +176,12 @@ def rss_kib(pid: int) -> int:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1])
     raise AssertionError("no VmRSS")
+
+
+async def post_message(herald_http: str, room: str, text: str) -> str:
+    """Publish over HTTP; returns the offset."""
+    async with httpx.AsyncClient(timeout=5) as client:
+        response = await client.post(f"{herald_http}/api/chat/{room}/messages", json={"text": text})
+    assert response.status_code == 202, response.text
+    offset: str = response.json()["id"]
+    return offset
