@@ -8,9 +8,10 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, WebSocket
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.types import Receive, Scope, Send
 
 from api.auth import Auth
 from api.errors import Conflict, HeraldError, Unavailable
@@ -62,6 +63,33 @@ def build_state(settings: Settings) -> AppState:
     return state
 
 
+class HeraldApp(FastAPI):
+    """FastAPI, with WebSockets dispatched straight to their handlers.
+
+    A socket lives for hours and keeps its handler's whole call chain alive: through
+    the middleware stack that is a dozen coroutine frames per connection, for HTTP
+    concerns (body limits, exception pages) a WebSocket handler does not use. The
+    routes stay registered, so OpenAPI, tests and other servers see them as usual.
+    """
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            path: str = scope["path"]
+            if path.startswith(CHAT_PREFIX) and "/" not in path[len(CHAT_PREFIX) :]:
+                scope["app"] = self
+                await chat_socket(WebSocket(scope, receive, send), path[len(CHAT_PREFIX) :])
+                return
+            if path == GRAPHQL_PATH:
+                scope["app"] = self
+                await graphql_socket(WebSocket(scope, receive, send))
+                return
+        await super().__call__(scope, receive, send)
+
+
+CHAT_PREFIX = "/ws/chat/"
+GRAPHQL_PATH = "/graphql"
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
 
@@ -92,7 +120,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await state.broker.close()
             log.info("replica %s stopped", settings.replica_id)
 
-    app = FastAPI(
+    app = HeraldApp(
         title="Herald",
         summary="Horizontally scaled real-time pub/sub: chat rooms and GraphQL subscriptions over Redis",
         version="0.1.0",
@@ -100,10 +128,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.include_router(ops.router)
     app.include_router(chat.router)
-    app.add_api_websocket_route("/ws/chat/{room}", chat_socket)
+    app.add_api_websocket_route(CHAT_PREFIX + "{room}", chat_socket)
     app.include_router(books.router)
     app.include_router(graphql_http.router)
-    app.add_api_websocket_route("/graphql", graphql_socket)
+    app.add_api_websocket_route(GRAPHQL_PATH, graphql_socket)
     _add_error_handlers(app)
     _add_web_page(app)
     return app
