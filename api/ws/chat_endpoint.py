@@ -17,7 +17,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from api.auth import Principal, token_from
 from api.errors import CloseCode, ErrorCode, HeraldError
 from api.messages import publish_chat
-from api.models import dumps, is_room, now, with_offset
+from api.models import dumps, is_room, with_offset
 from api.state import AppState
 from api.ws.chat_protocol import AskPresence, ChatProtocol, Close, Publish, Reply, TokenBucket, error_frame
 from api.ws.connection import Connection
@@ -186,7 +186,3 @@ async def _presence(conn: Connection, room: str, state: AppState) -> None:
         conn.push(error_frame(ErrorCode.UNAVAILABLE, "redis is unavailable"))
         return
     conn.push(dumps({"type": "presence", "room": room, "users": users}))
-
-
-def join_frame(kind: str, room: str, user: str) -> str:
-    return dumps({"type": kind, "room": room, "user": user, "ts": now()})

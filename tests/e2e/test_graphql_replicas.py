@@ -18,6 +18,7 @@ from gql.transport.aiohttp import AIOHTTPTransport
 from gql.transport.exceptions import TransportQueryError
 from gql.transport.websockets import WebsocketsTransport
 
+from tests.helpers.chat import ametric, until_metric
 from tests.helpers.servers import Herald, RedisServer
 
 pytestmark = [pytest.mark.redis, pytest.mark.e2e]
@@ -48,17 +49,11 @@ def ws_client(herald: Herald, subprotocol: str) -> Client:
 
 
 async def gauge(herald: Herald, name: str) -> float:
-    async with httpx.AsyncClient(timeout=WAIT_S) as http:
-        text = (await http.get(f"{herald.http}/metrics")).text
-    return float(next(line for line in text.splitlines() if line.startswith(name + " ")).split()[1])
+    return await ametric(herald.http, name)
 
 
 async def until_gauge(herald: Herald, name: str, value: float) -> None:
-    async with asyncio.timeout(WAIT_S):
-        while True:
-            if await gauge(herald, name) == value:
-                return
-            await asyncio.sleep(0.02)
+    await until_metric(herald.http, name, value, WAIT_S)
 
 
 async def take(results: AsyncIterator[dict[str, Any]], count: int) -> list[dict[str, Any]]:

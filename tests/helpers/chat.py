@@ -34,6 +34,15 @@ async def ametric(base_url: str, name: str, labels: str = "") -> float:
     return _sample(text, name, labels)
 
 
+async def until_metric(base_url: str, name: str, value: float, within: float, labels: str = "") -> None:
+    """Poll ``/metrics`` until the sample reads ``value``; fails after ``within`` seconds."""
+
+    async def reached() -> bool:
+        return await ametric(base_url, name, labels) == value
+
+    await eventually(reached, within, f"{name}{{{labels}}} == {value}", interval=0.02)
+
+
 def _sample(text: str, name: str, labels: str) -> float:
     selector = re.escape(name + (f"{{{labels}}}" if labels else ""))
     match = re.search(rf"^{selector} (\S+)$", text, re.MULTILINE)

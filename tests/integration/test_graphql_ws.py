@@ -19,6 +19,7 @@ from websockets.exceptions import ConnectionClosed
 
 from api.auth import Auth
 from api.errors import CloseCode
+from tests.helpers.chat import ametric, until_metric
 from tests.helpers.servers import Herald, RedisServer
 
 pytestmark = pytest.mark.redis
@@ -110,18 +111,11 @@ async def post(herald: Herald, path: str, body: dict[str, Any], token: str | Non
 
 
 async def gauge(herald: Herald, name: str) -> float:
-    async with httpx.AsyncClient(timeout=WAIT_S) as http:
-        text = (await http.get(f"{herald.http}/metrics")).text
-    line = next(line for line in text.splitlines() if line.startswith(name + " "))
-    return float(line.split()[1])
+    return await ametric(herald.http, name)
 
 
 async def until_gauge(herald: Herald, name: str, value: float) -> None:
-    async with asyncio.timeout(WAIT_S):
-        while True:
-            if await gauge(herald, name) == value:
-                return
-            await asyncio.sleep(0.02)
+    await until_metric(herald.http, name, value, WAIT_S)
 
 
 async def until_status(herald: Herald, path: str, status: int) -> None:
