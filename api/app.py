@@ -25,10 +25,8 @@ from api.settings import Settings
 from api.state import AppState
 from api.ws.chat_endpoint import chat_socket
 from api.ws.registry import Connections
-from broker import Broker, Duplicate
+from broker import BrokerOptions, Duplicate, OutcomeUnknown, open_broker
 from broker import Unavailable as BrokerUnavailable
-from broker.connect import is_memory, redact
-from broker.presence import Presence
 
 log = logging.getLogger("herald")
 
@@ -36,26 +34,31 @@ STATIC = Path(__file__).parent / "static"
 
 
 def build_state(settings: Settings) -> AppState:
-    broker = Broker.from_url(
+    broker = open_broker(
         settings.redis_url,
-        pool_size=settings.redis_pool_size,
-        replica_id=settings.replica_id,
-        prefix=settings.key_prefix,
-        history_size=settings.history_size,
-        buffer_limit=settings.send_queue,
+        BrokerOptions(
+            replica_id=settings.replica_id,
+            prefix=settings.key_prefix,
+            history_size=settings.history_size,
+            history_ttl_s=settings.history_ttl_s,
+            idempotency_ttl_s=settings.idempotency_ttl_s,
+            buffer_limit=settings.send_queue,
+            probe_s=settings.pubsub_probe_s,
+            presence_ttl_s=settings.presence_ttl_s,
+            pool_size=settings.redis_pool_size,
+        ),
     )
-    presence = Presence(broker.client, settings.key_prefix, settings.replica_id, settings.presence_ttl_s)
     state = AppState(
         settings=settings,
         broker=broker,
         auth=Auth(settings.jwt_secret),
         connections=Connections(settings.max_connections),
-        presence=RoomPresence(broker, presence),
+        presence=RoomPresence(broker),
     )
     state.metrics.sources = Sources(
         connections=state.connections.count,
-        reconnects=lambda: broker.listener.reconnects,
-        channels=lambda: len(broker.hub.channels()),
+        reconnects=lambda: broker.stats().reconnects,
+        channels=lambda: broker.stats().channels,
         graphql_subscriptions=lambda: state.graphql.subscriptions() if state.graphql else 0,
         graphql_shared_streams=lambda: state.graphql.shared_streams() if state.graphql else 0,
     )
@@ -97,12 +100,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         state = build_state(settings)
         app.state.herald = state
-        backend = (
-            "embedded in-process Redis (memory://, single replica)"
-            if is_memory(settings.redis_url)
-            else redact(settings.redis_url)
-        )
-        log.info("replica %s starting; broker: %s", settings.replica_id, backend)
+        log.info("replica %s starting; broker: %s", settings.replica_id, state.broker.describe())
         if not state.auth.enabled:
             log.warning("HERALD_JWT_SECRET is not set: access is anonymous")
         elif len(settings.jwt_secret or "") < 32:
@@ -145,7 +143,9 @@ def _add_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(BrokerUnavailable)
     async def unavailable(request: Request, exc: BrokerUnavailable) -> JSONResponse:
-        return await herald_error(request, Unavailable("redis is unavailable; nothing was published"))
+        # OutcomeUnknown says so: a client told "nothing was published" would retry and duplicate
+        detail = str(exc) if isinstance(exc, OutcomeUnknown) else "redis is unavailable; nothing was published"
+        return await herald_error(request, Unavailable(detail))
 
     @app.exception_handler(Duplicate)
     async def duplicate(request: Request, exc: Duplicate) -> JSONResponse:

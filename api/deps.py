@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Header, Request
 
 from api.auth import Principal, token_from
 from api.errors import Unauthorized
 from api.settings import Settings
 from api.state import AppState
+from api.ws.chat_protocol import MAX_KEY_CHARS
 from broker import Broker
 
 
@@ -51,3 +52,12 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 BrokerDep = Annotated[Broker, Depends(get_broker)]
 WriterDep = Annotated[Principal, Depends(get_writer)]
 ReaderDep = Annotated[Principal | None, Depends(get_reader)]
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=MAX_KEY_CHARS,
+        description="a repeat within HERALD_IDEMPOTENCY_TTL_S publishes nothing and answers with the first offset",
+    ),
+]

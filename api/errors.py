@@ -31,6 +31,8 @@ class CloseCode(IntEnum):
     INTERNAL_ERROR = 1011
     SERVICE_RESTART = 1012
     TRY_AGAIN_LATER = 1013
+    #: Herald's own: events this client should have had are gone; reconnect with since (recovered: false)
+    INSUFFICIENT_STATE = 4010
     # graphql-transport-ws, named as in enisdenjo/graphql-ws src/common.ts
     GQL_INTERNAL_SERVER_ERROR = 4500
     GQL_BAD_REQUEST = 4400
@@ -50,6 +52,7 @@ CLOSE_CODE_EXPLANATIONS: dict[CloseCode, str] = {
     CloseCode.INTERNAL_ERROR: "internal error",
     CloseCode.SERVICE_RESTART: "replica shutting down; reconnect with since",
     CloseCode.TRY_AGAIN_LATER: "try again later",
+    CloseCode.INSUFFICIENT_STATE: "insufficient state: resume with since",
     CloseCode.GQL_INTERNAL_SERVER_ERROR: "Internal server error",
     CloseCode.GQL_BAD_REQUEST: "Invalid message received",
     CloseCode.GQL_UNAUTHORIZED: "Unauthorized",

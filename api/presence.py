@@ -9,8 +9,7 @@ from __future__ import annotations
 import logging
 
 from api.models import dumps, now
-from broker import Broker, Unavailable, chat_channel
-from broker.presence import Change, Presence
+from broker import Broker, PresenceChange, Unavailable, chat_channel
 
 log = logging.getLogger(__name__)
 
@@ -20,9 +19,9 @@ def membership_frame(kind: str, room: str, user: str) -> str:
 
 
 class RoomPresence:
-    def __init__(self, broker: Broker, presence: Presence) -> None:
+    def __init__(self, broker: Broker) -> None:
         self._broker = broker
-        self._presence = presence
+        self._presence = broker.presence
 
     def start(self) -> None:
         self._presence.start(self._departed)
@@ -54,7 +53,7 @@ class RoomPresence:
         for user in users:
             await self._broker.publish_ephemeral(channel, membership_frame("leave", room, user))
 
-    async def _announce(self, room: str, user: str, change: Change, kind: str) -> None:
+    async def _announce(self, room: str, user: str, change: PresenceChange, kind: str) -> None:
         channel = chat_channel(room)
         for departed in change.departed:
             await self._broker.publish_ephemeral(channel, membership_frame("leave", room, departed))

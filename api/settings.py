@@ -29,6 +29,16 @@ class Settings(BaseSettings):
     redis_pool_size: int = Field(64, ge=2, description="Redis connections per replica (one is the pub/sub connection)")
     key_prefix: str = Field("herald", description="prefix of every Redis key and pub/sub channel")
     history_size: int = Field(1000, ge=1, description="events retained per channel (exactly), for `since` recovery")
+    history_ttl_s: int = Field(
+        604800, ge=0, description="a chat room's Redis keys expire after this long without a publish; 0: never"
+    )
+    idempotency_ttl_s: int = Field(300, ge=1, description="how long a publish's idempotency key is remembered")
+    pubsub_probe_s: float = Field(
+        10.0, gt=0, description="each pub/sub link is probed this often; a probe not back in time means reconnect"
+    )
+    slow_close_s: float = Field(
+        30.0, gt=0, description="a client that reads nothing (its replay included) for this long is closed 1013"
+    )
     heartbeat_s: float = Field(30.0, gt=0, description="interval of chat `heartbeat` frames")
     max_message_bytes: int = Field(65536, ge=64, description="largest accepted WebSocket frame; larger closes 1009")
     rate_limit: float = Field(20.0, gt=0, description="chat `message` frames per second per connection")

@@ -1,26 +1,46 @@
-"""Herald's Redis-facing core: publish, subscribe with recovery, history, presence, books.
+"""Herald's Redis-facing core: publish, subscribe with catch-up, history, presence, books.
 
-Knows Redis and channels; knows nothing of HTTP, WebSockets or GraphQL.
+Knows Redis and channels; knows nothing of HTTP, WebSockets or GraphQL. This
+package's namespace is the facade ``api/`` uses; its submodules are private.
 """
 
-from broker.broker import Broker, StoredBook
-from broker.errors import BrokerError, Duplicate, Unavailable
+from broker.errors import BrokerError, Duplicate, OutcomeUnknown, Unavailable
+from broker.facade import (
+    Broker,
+    BrokerOptions,
+    BrokerStats,
+    OnDeparted,
+    PresenceChange,
+    PresenceStore,
+    Published,
+    StoredBook,
+    Subscription,
+)
+from broker.factory import open_broker
 from broker.keys import BOOKS_CHANNEL, chat_channel
-from broker.types import SINCE_START, Event, Offset, Sink, Subscription, is_offset, parse_offset
+from broker.types import SINCE_START, Event, Offset, Sink, is_offset, parse_offset
 
 __all__ = [
     "BOOKS_CHANNEL",
     "SINCE_START",
     "Broker",
     "BrokerError",
+    "BrokerOptions",
+    "BrokerStats",
     "Duplicate",
     "Event",
     "Offset",
+    "OnDeparted",
+    "OutcomeUnknown",
+    "PresenceChange",
+    "PresenceStore",
+    "Published",
     "Sink",
     "StoredBook",
     "Subscription",
     "Unavailable",
     "chat_channel",
     "is_offset",
+    "open_broker",
     "parse_offset",
 ]

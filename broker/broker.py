@@ -1,10 +1,13 @@
-"""``Broker``: the one object ``api/`` talks to. It wires the publisher script,
-the listener, the hub, history and the book store around one Redis client."""
+"""``RedisBroker``: the ``Broker`` surface over one Redis server (or the embedded one).
+
+It wires the publish script, the pub/sub link, the listener with its
+catch-up, the hub, history, presence and the book store around one client.
+"""
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator
 from importlib import resources
 from typing import Any
 
@@ -12,70 +15,77 @@ import redis.asyncio as redis
 from redis.exceptions import RedisError
 
 from broker import history
-from broker.connect import create_redis
+from broker.catchup import CatchUp, Read, replay_pages
+from broker.connect import create_redis, is_memory, redact
 from broker.errors import Duplicate, Unavailable
+from broker.facade import BrokerOptions, BrokerStats, Published, StoredBook
+from broker.history import HistoryPage
 from broker.hub import Hub
-from broker.keys import BOOKS_CHANNEL, ChannelKeys, book_index_key, book_key
+from broker.keys import BOOKS_CHANNEL, ChannelKeys, book_index_key, book_key, idempotency_key
 from broker.listener import Listener
+from broker.presence import Presence
 from broker.publisher import Publisher
-from broker.recovery import RecoveringSink
-from broker.types import SINCE_START, Event, Offset, Sink, parse_offset
+from broker.pubsub import PubSubLink
+from broker.types import Event, Offset, Sink, parse_offset
 
 log = logging.getLogger(__name__)
 
 UNAVAILABLE = "redis is unavailable"
 
 
-@dataclass(slots=True)
-class StoredBook:
-    data: str
-    offset: Offset
-
-
-@dataclass(eq=False)
 class _Subscription:
-    broker: Broker
-    channel: str
-    sink: RecoveringSink
-    recovered: bool | None = None
-    offset: Offset | None = None
-    replay: list[Event] = field(default_factory=list)
-    _closed: bool = False
+    def __init__(self, broker: RedisBroker, channel: str, catchup: CatchUp) -> None:
+        self.broker = broker
+        self.channel = channel
+        self.recovered: bool | None = None
+        self.offset: Offset | None = None
+        self._catchup = catchup
+        self._first: list[Event] = []
+        self._closed = False
 
-    def go_live(self) -> bool:
-        return self.sink.go_live(self.replay)
+    async def replay(self) -> AsyncIterator[list[Event]]:
+        first, self._first = self._first, []
+        if first:
+            yield first
+        async for events in replay_pages(self._catchup, lambda read: self.broker.read_page(self.channel, read)):
+            yield events
 
     async def close(self) -> None:
         if not self._closed:
             self._closed = True
-            await self.broker.listener.detach(self.channel, self.sink)
+            await self.broker.listener.detach(self.channel, self._catchup)
 
 
-class Broker:
-    def __init__(
-        self,
-        client: redis.Redis,
-        *,
-        replica_id: str,
-        prefix: str = "herald",
-        history_size: int = 1000,
-        buffer_limit: int = 1000,
-    ) -> None:
+class RedisBroker:
+    def __init__(self, client: redis.Redis, options: BrokerOptions, *, description: str = "redis") -> None:
         self.client = client
-        self.replica_id = replica_id
-        self.prefix = prefix
-        self.history_size = history_size
-        self.buffer_limit = buffer_limit
+        self.options = options
+        self._description = description
         self.hub = Hub()
-        self.listener = Listener(client, self.hub, prefix, replica_id, self._replay_after)
+        self.listener = Listener(self.hub, options.prefix, self.read_page, self._link)
+        self.presence = Presence(client, options.prefix, options.replica_id, options.presence_ttl_s)
         self._publisher = Publisher(client, resources.files("broker").joinpath("lua/publish.lua").read_text())
 
     @classmethod
-    def from_url(cls, url: str, *, pool_size: int = 64, **options: Any) -> Broker:
-        return cls(create_redis(url, pool_size), **options)
+    def from_url(cls, url: str, options: BrokerOptions) -> RedisBroker:
+        description = "embedded in-process Redis (memory://, single replica)" if is_memory(url) else redact(url)
+        return cls(create_redis(url, options.pool_size), options, description=description)
+
+    def _link(self, listener: Listener) -> PubSubLink:
+        return PubSubLink(
+            self.client,
+            control=f"{self.options.prefix}:replica:{self.options.replica_id}",
+            probe_s=self.options.probe_s,
+            on_message=listener.on_message,
+            on_lost=listener.on_lost,
+            on_restored=listener.on_restored,
+        )
+
+    def describe(self) -> str:
+        return self._description
 
     def keys(self, channel: str) -> ChannelKeys:
-        return ChannelKeys.of(self.prefix, channel)
+        return ChannelKeys.of(self.options.prefix, channel)
 
     async def start(self) -> None:
         await self.listener.start()
@@ -94,54 +104,85 @@ class Broker:
         except (RedisError, OSError):
             return False
 
-    # -- publishing ----------------------------------------------------------------
+    def stats(self) -> BrokerStats:
+        return BrokerStats(
+            channels=len(self.listener.channels()),
+            reconnects=self.listener.reconnects,
+            malformed=self.listener.malformed,
+        )
 
-    async def publish(self, channel: str, data: str) -> Offset:
-        """Append ``data`` (a JSON object text) to the channel and announce it; returns its offset."""
-        keys = self.keys(channel)
-        return str(await self._run_publish([keys.stream, keys.meta], [keys.pubsub, self.history_size, data]))
+    # -- publishing ------------------------------------------------------------------
+
+    async def publish(self, channel: str, data: str, *, key: str | None = None) -> Published:
+        result = await self._run_publish(channel, data, key, self.options.history_ttl_s)
+        assert result is not None
+        return result
 
     async def publish_ephemeral(self, channel: str, frame: str) -> None:
-        """Announce ``frame`` to the channel's current listeners; not stored, never replayed."""
         try:
             await self.client.publish(self.keys(channel).pubsub, "\n" + frame)
         except (RedisError, OSError) as exc:
             raise Unavailable(UNAVAILABLE) from exc
 
-    async def _run_publish(self, keys: list[str], args: list[Any]) -> Any:
-        return await self._publisher.run(keys, args)
+    async def _run_publish(
+        self, channel: str, data: str, key: str | None, ttl_s: int, book: tuple[str, ...] = ()
+    ) -> Published | None:
+        keys = self.keys(channel)
+        script_keys = [keys.stream, keys.meta]
+        if key is not None:
+            script_keys.append(idempotency_key(self.options.prefix, channel, key))
+        script_keys += book[1:]
+        options = self.options
+        reply = await self._publisher.run(
+            script_keys,
+            [
+                keys.pubsub,
+                options.history_size,
+                data,
+                "PUBLISH",
+                ttl_s,
+                options.idempotency_ttl_s,
+                "1" if key is not None else "0",
+                book[0] if book else "",
+            ],
+        )
+        if not reply:
+            return None
+        offset, repeated = reply
+        return Published(_text(offset), bool(repeated))
 
-    # -- subscribing and history -----------------------------------------------------
+    # -- subscribing and history -------------------------------------------------------
 
     async def subscribe(self, channel: str, sink: Sink, since: Offset | None = None) -> _Subscription:
-        """Register ``sink`` (buffering) and read what it missed; see ``broker.types.Subscription``."""
         position = parse_offset(since) if since is not None else None
-        wrapped = RecoveringSink(sink, self.buffer_limit)
-        await self.listener.attach(channel, wrapped)
-        subscription = _Subscription(self, channel, wrapped)
+        catchup = CatchUp(sink, position, buffer_limit=self.options.buffer_limit, from_newest=since is None)
+        await self.listener.attach(channel, catchup)
+        subscription = _Subscription(self, channel, catchup)
+        request = catchup.next_read()
+        assert request is not None
         try:
-            if since is None:
-                page = await history.read_newest(self.client, self.keys(channel))
-            else:
-                page = await history.read_after(self.client, self.keys(channel), since)
-            if position is not None and page.foreign(position):
-                # The client's position belongs to a history Redis lost: all that is retained is new to it.
-                subscription.recovered, position = False, None
-                page = await history.read_after(self.client, self.keys(channel), SINCE_START)
-        except (RedisError, OSError) as exc:
+            page = await self.read_page(channel, request)
+        except Unavailable:
             await subscription.close()
-            raise Unavailable(UNAVAILABLE) from exc
+            raise
+        first = catchup.page(page, request)
+        if since is not None:
+            subscription.recovered = not (first and first[0].gap)
+            first = first[1:] if not subscription.recovered else first
         subscription.offset = page.newest
-        subscription.replay = page.events
-        newest = parse_offset(page.newest) if page.newest is not None else None
-        if position is not None:
-            subscription.recovered = page.reaches(position)
-        wrapped.position = position if since is not None else newest
-        self.hub.note_position(channel, newest)
+        subscription._first = first
+        self.listener.note_floor(channel, page.newest_position)
         return subscription
 
+    async def read_page(self, channel: str, read: Read) -> HistoryPage:
+        try:
+            if read.after is None:
+                return await history.read_newest(self.client, self.keys(channel))
+            return await history.read_after(self.client, self.keys(channel), read.after, read.count)
+        except (RedisError, OSError) as exc:
+            raise Unavailable(UNAVAILABLE) from exc
+
     async def history(self, channel: str, since: Offset | None = None, limit: int = 100) -> list[Event]:
-        """Retained events, oldest first: the first ``limit`` after ``since``, or else the last ``limit``."""
         try:
             if since is None:
                 return await history.read_latest(self.client, self.keys(channel), limit)
@@ -150,41 +191,38 @@ class Broker:
             raise Unavailable(UNAVAILABLE) from exc
         return page.events
 
-    async def _replay_after(self, channel: str, since: Offset) -> list[Event]:
-        page = await history.read_after(self.client, self.keys(channel), since)
-        return page.events
-
     # -- books -------------------------------------------------------------------------
 
-    async def add_book(self, isbn: str, data: str) -> Offset:
-        """Store the book and publish it on ``books`` atomically; ``Duplicate`` if the ISBN exists."""
-        keys = self.keys(BOOKS_CHANNEL)
-        offset = await self._run_publish(
-            [keys.stream, keys.meta, book_key(self.prefix, isbn), book_index_key(self.prefix)],
-            [keys.pubsub, self.history_size, data, isbn],
-        )
-        if offset is None:
+    async def add_book(self, isbn: str, data: str, *, key: str | None = None) -> Published:
+        prefix = self.options.prefix
+        book = (isbn, book_key(prefix, isbn), book_index_key(prefix))
+        published = await self._run_publish(BOOKS_CHANNEL, data, key, 0, book)
+        if published is None:
             raise Duplicate(f"a book with ISBN {isbn} already exists")
-        return str(offset)
+        return published
 
     async def get_book(self, isbn: str) -> StoredBook | None:
         try:
-            fields = await self.client.hgetall(book_key(self.prefix, isbn))
+            fields = await self.client.hgetall(book_key(self.options.prefix, isbn))
         except (RedisError, OSError) as exc:
             raise Unavailable(UNAVAILABLE) from exc
         return _stored_book(fields)
 
     async def list_books(self, limit: int) -> list[StoredBook]:
-        """The ``limit`` newest books, newest first."""
+        prefix = self.options.prefix
         try:
-            isbns = await self.client.lrange(book_index_key(self.prefix), 0, max(limit, 0) - 1)
+            isbns = await self.client.lrange(book_index_key(prefix), 0, max(limit, 0) - 1)
             pipe = self.client.pipeline(transaction=False)
             for isbn in isbns:
-                pipe.hgetall(book_key(self.prefix, isbn.decode() if isinstance(isbn, bytes) else isbn))
+                pipe.hgetall(book_key(prefix, _text(isbn)))
             rows = await pipe.execute() if isbns else []
         except (RedisError, OSError) as exc:
             raise Unavailable(UNAVAILABLE) from exc
         return [book for book in map(_stored_book, rows) if book is not None]
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _stored_book(fields: dict[Any, Any]) -> StoredBook | None:

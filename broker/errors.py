@@ -8,7 +8,14 @@ class BrokerError(Exception):
 
 
 class Unavailable(BrokerError):
-    """Redis cannot be reached: nothing was published or read."""
+    """Redis cannot be reached (or refused the command): the operation did not happen."""
+
+
+class OutcomeUnknown(Unavailable):
+    """Redis stopped answering after a publish was sent: it may or may not have happened.
+
+    Retrying with the same idempotency key is safe; without one it may duplicate the event.
+    """
 
 
 class Duplicate(BrokerError):

@@ -13,6 +13,7 @@ from broker.types import LAST_POSITION, Event, Offset, ParsedOffset, parse_offse
 
 @dataclass(slots=True)
 class HistoryPage:
+    channel: str
     events: list[Event]
     #: the channel's newest retained offset (None: empty stream)
     newest: Offset | None
@@ -32,7 +33,20 @@ class HistoryPage:
 
     def reaches(self, since: ParsedOffset) -> bool:
         """True when every event after ``since`` is still retained."""
-        return not self.foreign(since) and (self.trimmed is None or self.trimmed <= since)
+        return self.gap_after(since) is None
+
+    def gap_after(self, since: ParsedOffset) -> ParsedOffset | None:
+        """None when every event after ``since`` is retained; else the newest position lost
+        (``LAST_POSITION`` when the history ``since`` belongs to is gone altogether)."""
+        if self.foreign(since):
+            return LAST_POSITION
+        if self.trimmed is not None and self.trimmed > since:
+            return self.trimmed
+        return None
+
+    @property
+    def newest_position(self) -> ParsedOffset | None:
+        return parse_offset(self.newest) if self.newest is not None else None
 
 
 def _text(value: Any) -> str:
@@ -63,6 +77,7 @@ async def read_after(
     entries = replies[0] if after is not None else []
     (trimmed, origin), newest = replies[-2], replies[-1]
     return HistoryPage(
+        channel=keys.channel,
         events=to_events(keys.channel, entries),
         newest=_text(newest[0][0]) if newest else None,
         trimmed=parse_offset(_text(trimmed)) if trimmed is not None else None,
@@ -73,7 +88,7 @@ async def read_after(
 async def read_newest(client: redis.Redis, keys: ChannelKeys) -> HistoryPage:
     """Only the newest retained offset: all a subscriber without ``since`` needs, in one plain command."""
     newest = await client.xrevrange(keys.stream, max="+", min="-", count=1)
-    return HistoryPage(events=[], newest=_text(newest[0][0]) if newest else None, trimmed=None)
+    return HistoryPage(keys.channel, events=[], newest=_text(newest[0][0]) if newest else None, trimmed=None)
 
 
 async def read_latest(client: redis.Redis, keys: ChannelKeys, limit: int) -> list[Event]:

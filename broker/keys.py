@@ -40,6 +40,11 @@ class ChannelKeys:
         )
 
 
+def idempotency_key(prefix: str, channel: str, key: str) -> str:
+    """Where a publish's idempotency key remembers the offset it got (same hash tag as the channel)."""
+    return f"{prefix}:{{{channel}}}:key:{key}"
+
+
 def book_key(prefix: str, isbn: str) -> str:
     return f"{prefix}:{{{BOOKS_CHANNEL}}}:book:{isbn}"
 

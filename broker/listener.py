@@ -1,15 +1,15 @@
-"""The replica's one pub/sub connection.
+"""Channels this replica listens to: ref-counted subscriptions, decoding, and gap replay.
 
-* A channel is SUBSCRIBEd while at least one local sink wants it. Counting and
+* A channel is subscribed while at least one local sink wants it. Counting and
   registering happen under a per-channel lock *before* awaiting Redis, and are
   undone if Redis fails (broadcaster's race, fixed as centrifuge does).
-* A subscribe returns only once Redis confirmed it, so a history read that
-  follows cannot miss an event published in between.
-* One task reads with ``get_message(timeout=...)`` (``listen()`` exits when
-  nothing is subscribed). On a connection error it marks the replica not
-  ready, reconnects with capped exponential backoff and jitter, re-subscribes
-  every channel that still has sinks, and replays each channel's gap from its
-  stream, so local clients miss nothing.
+* Every subscribed channel has a ``CatchUp`` at the replica's level: while the
+  link is down its events wait, and when the link is back the channel's gap is
+  read from the stream and fanned out, in pages, before the events that
+  arrived meanwhile. If the stream no longer reaches the channel's position,
+  the hub fans out a gap marker first: every local subscriber is told.
+* What arrives from Redis is input too: a payload that does not decode is
+  logged and skipped.
 """
 
 from __future__ import annotations
@@ -17,67 +17,60 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
 
-import redis.asyncio as redis
-from redis.exceptions import RedisError
-
+from broker.catchup import CatchUp, Read, replay_pages
 from broker.errors import Unavailable
+from broker.history import HistoryPage
 from broker.hub import Hub
 from broker.keys import ChannelKeys, channel_of_pubsub
-from broker.types import Event, Offset, Sink, parse_offset
+from broker.pubsub import PubSubLink, backoff_delay
+from broker.types import Event, ParsedOffset, Sink, parse_offset
 
 log = logging.getLogger(__name__)
 
-ReplayReader = Callable[[str, Offset], Awaitable[list[Event]]]
+PageReader = Callable[[str, Read], Awaitable[HistoryPage]]
+LinkFactory = Callable[["Listener"], PubSubLink]
 
-CONFIRM_TIMEOUT_S = 5.0
-BACKOFF_BASE_S = 0.1
-BACKOFF_CAP_S = 5.0
-
-
-def backoff_delay(attempt: int, base: float = BACKOFF_BASE_S, cap: float = BACKOFF_CAP_S) -> float:
-    """Full-jitter capped exponential backoff."""
-    return random.uniform(0, min(cap, base * 2**attempt))
+#: live events one channel buffers while its gap is replayed; more and the gap is re-read instead
+CHANNEL_BUFFER = 10_000
 
 
 class Listener:
-    def __init__(self, client: redis.Redis, hub: Hub, prefix: str, replica_id: str, replay: ReplayReader) -> None:
-        self._client = client
+    def __init__(self, hub: Hub, prefix: str, read_page: PageReader, link: LinkFactory) -> None:
         self._hub = hub
         self._prefix = prefix
-        self._control = f"{prefix}:replica:{replica_id}"
-        self._replay = replay
-        self._pubsub: Any = None
+        self._read_page = read_page
+        self._channels: dict[str, CatchUp] = {}
+        self._names: dict[str, str] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._lock_users: dict[str, int] = {}
-        self._confirmations: dict[str, asyncio.Future[None]] = {}
-        self._names: dict[bytes, str] = {}
-        self._task: asyncio.Task[None] | None = None
-        self._connected = asyncio.Event()
-        self._replays: set[asyncio.Task[None]] = set()
-        self.reconnects = 0
+        self._replays: dict[str, asyncio.Task[None]] = {}
+        self.malformed = 0
+        self.link = link(self)
 
     @property
     def ready(self) -> bool:
-        return self._connected.is_set()
+        return self.link.ready
 
-    async def start(self, wait_s: float = 2.0) -> None:
-        self._task = asyncio.create_task(self._run(), name="herald-listener")
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._connected.wait(), wait_s)
+    @property
+    def reconnects(self) -> int:
+        return self.link.reconnects
+
+    def channels(self) -> list[str]:
+        return list(self._channels)
+
+    async def start(self) -> None:
+        await self.link.start()
 
     async def stop(self) -> None:
-        for task in (self._task, *self._replays):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-        await self._close_pubsub()
+        for task in list(self._replays.values()):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self.link.stop()
 
-    # -- ref-counted subscriptions -------------------------------------------------
+    # -- ref-counted subscriptions -------------------------------------------------------
 
     @contextlib.asynccontextmanager
     async def _channel_lock(self, channel: str) -> AsyncIterator[None]:
@@ -92,143 +85,105 @@ class Listener:
                 del self._lock_users[channel], self._locks[channel]
 
     async def attach(self, channel: str, sink: Sink) -> None:
-        """Register ``sink``; SUBSCRIBE (and wait for Redis to confirm) when it is the channel's first."""
+        """Register ``sink``; subscribe (and wait for Redis to confirm) when it is the channel's first."""
         async with self._channel_lock(channel):
             if not self._hub.add(channel, sink):
                 return
+            name = ChannelKeys.of(self._prefix, channel).pubsub
+            self._channels[channel] = CatchUp(self._hub.deliver, buffer_limit=CHANNEL_BUFFER, replaying=False)
+            self._names[name] = channel
             try:
-                if not self.ready:
-                    raise Unavailable("redis is unavailable")
-                await self._subscribe(channel)
-            except (RedisError, OSError, TimeoutError, Unavailable) as exc:
-                self._hub.remove(channel, sink)
-                raise Unavailable("redis is unavailable") from exc
+                await self.link.subscribe([name])
+            except Unavailable:
+                self._forget(channel, sink)
+                raise
 
     async def detach(self, channel: str, sink: Sink) -> None:
         async with self._channel_lock(channel):
-            # Not "and self.ready": a reconnect in progress may already have re-subscribed this channel.
-            if self._hub.remove(channel, sink) and self._pubsub is not None:
-                # A failed UNSUBSCRIBE is harmless: the reconnect subscribes only channels with sinks.
-                with contextlib.suppress(RedisError, OSError):
-                    await self._pubsub.unsubscribe(ChannelKeys.of(self._prefix, channel).pubsub)
+            if self._hub.remove(channel, sink):
+                self._forget(channel, sink)
+                await self.link.unsubscribe([ChannelKeys.of(self._prefix, channel).pubsub])
 
-    async def _subscribe(self, channel: str) -> None:
-        name = ChannelKeys.of(self._prefix, channel).pubsub
-        confirmed = asyncio.get_running_loop().create_future()
-        self._confirmations[name] = confirmed
-        try:
-            await self._pubsub.subscribe(name)
-            await asyncio.wait_for(asyncio.shield(confirmed), CONFIRM_TIMEOUT_S)
-        finally:
-            if self._confirmations.get(name) is confirmed:
-                del self._confirmations[name]
+    def _forget(self, channel: str, sink: Sink) -> None:
+        self._hub.remove(channel, sink)
+        self._channels.pop(channel, None)
+        self._names.pop(ChannelKeys.of(self._prefix, channel).pubsub, None)
+        replay = self._replays.pop(channel, None)
+        if replay is not None:
+            replay.cancel()
 
-    # -- the read loop -------------------------------------------------------------
+    def note_floor(self, channel: str, position: ParsedOffset | None) -> None:
+        """A subscriber's read found the channel's newest at ``position`` (see ``CatchUp.note_floor``)."""
+        catchup = self._channels.get(channel)
+        if catchup is not None:
+            catchup.note_floor(position)
 
-    async def _run(self) -> None:
-        attempt = 0
-        while True:
-            try:
-                await self._connect()
-                attempt = 0
-                await self._read_forever()
-            except (RedisError, OSError) as exc:
-                if self.ready:
-                    log.warning("redis pub/sub connection lost (%s); reconnecting", exc)
-                    self.reconnects += 1
-                self._connected.clear()
-                for channel in self._hub.channels():
-                    self._hub.pause(channel)
-                self._fail_confirmations(exc)
-                await self._close_pubsub()
-                await asyncio.sleep(backoff_delay(attempt))
-                attempt += 1
+    # -- from the link ---------------------------------------------------------------------
 
-    async def _connect(self) -> None:
-        pubsub = self._client.pubsub()
-        # Always subscribed to our own control channel: keeps the connection in
-        # pub/sub mode so concurrent SUBSCRIBEs never race a health-check PING.
-        await pubsub.subscribe(self._control)
-        self._pubsub = pubsub
-        channels = self._hub.channels()
-        if channels:
-            for channel in channels:
-                self._hub.pause(channel)
-            await pubsub.subscribe(*(ChannelKeys.of(self._prefix, c).pubsub for c in channels))
-        self._connected.set()
-        if self.reconnects:
-            # Idle pooled connections predate the outage and are likely dead: the first command on
-            # each would fail (a 503 right after Redis is back). Drop them; in-use ones fail on their own.
-            with contextlib.suppress(RedisError, OSError):
-                await self._client.connection_pool.disconnect(inuse_connections=False)
-        if channels:
-            log.info("redis pub/sub reconnected; replaying %d channel(s)", len(channels))
-        for channel in channels:
-            # Ordered after our SUBSCRIBEs on the same connection, so the read below sees everything.
-            task = asyncio.create_task(self._replay_gap(channel))
-            self._replays.add(task)
-            task.add_done_callback(self._replays.discard)
-
-    async def _replay_gap(self, channel: str) -> None:
-        # The channel stays paused until this succeeds, so a failed read is retried while pub/sub is
-        # up; once it is down again, the next reconnect starts a new replay of this channel.
-        attempt = 0
-        while self.ready and self._hub.count(channel):
-            position = self._hub.position(channel)
-            since = "0" if position is None else f"{position[0]}-{position[1]}"
-            try:
-                events = await self._replay(channel, since)
-            except (RedisError, OSError, Unavailable) as exc:
-                log.info("replaying %s after reconnect failed (%s); retrying", channel, exc)
-                await asyncio.sleep(backoff_delay(attempt))
-                attempt += 1
-                continue
-            self._hub.resume(channel, events)
-            return
-
-    async def _read_forever(self) -> None:
-        pubsub = self._pubsub
-        hub = self._hub
-        while True:
-            message = await pubsub.get_message(timeout=1.0)
-            if message is None:
-                continue
-            kind = message["type"]
-            if kind == "message" or kind == b"message":
-                event = self._decode(message["channel"], message["data"])
-                if event is not None:
-                    hub.deliver(event)
-            elif kind in ("subscribe", b"subscribe"):
-                raw = message["channel"]
-                name = raw.decode() if isinstance(raw, bytes) else raw
-                confirmed = self._confirmations.pop(name, None)
-                if confirmed is not None and not confirmed.done():
-                    confirmed.set_result(None)
-
-    def _decode(self, raw_channel: bytes, raw: bytes) -> Event | None:
-        channel = self._names.get(raw_channel)
+    def on_message(self, name: str, raw: bytes) -> None:
+        channel = self._names.get(name)
         if channel is None:
-            channel = channel_of_pubsub(self._prefix, raw_channel.decode())
-            if channel is None:
-                return None
-            if len(self._names) > 100_000:
-                self._names.clear()
-            self._names[raw_channel] = channel
-        head, _, body = raw.partition(b"\n")
-        data = body.decode()
-        if not head:
-            return Event(channel, None, data)
-        offset = head.decode()
-        return Event(channel, offset, data, parse_offset(offset))
+            return  # unsubscribed a moment ago
+        try:
+            event = decode(channel, raw)
+        except ValueError as exc:  # UnicodeDecodeError included
+            self.malformed += 1
+            log.warning("skipped a malformed payload on %s (%s): %.80r", name, exc, raw)
+            return
+        self._channels[channel](event)
 
-    def _fail_confirmations(self, exc: BaseException) -> None:
-        for future in self._confirmations.values():
-            if not future.done():
-                future.set_exception(Unavailable(str(exc)))
-        self._confirmations.clear()
+    def on_lost(self, names: list[str]) -> None:
+        for name in names:
+            channel = self._names.get(name) or channel_of_pubsub(self._prefix, name)
+            catchup = self._channels.get(channel) if channel is not None else None
+            if catchup is not None:
+                catchup.pause()
 
-    async def _close_pubsub(self) -> None:
-        pubsub, self._pubsub = self._pubsub, None
-        if pubsub is not None:
-            with contextlib.suppress(Exception):
-                await pubsub.aclose()
+    def on_restored(self, names: list[str]) -> None:
+        for name in names:
+            channel = self._names.get(name)
+            catchup = self._channels.get(channel) if channel is not None else None
+            if channel is None or catchup is None:
+                continue
+            # Re-subscribed just now: only a read that starts from here on can complete the replay
+            # (a replay still running from an earlier restore sees this and reads on).
+            catchup.pause()
+            if channel not in self._replays:
+                self._replays[channel] = asyncio.create_task(
+                    self._replay_gap(channel, catchup), name=f"herald-replay-{channel}"
+                )
+
+    async def _replay_gap(self, channel: str, catchup: CatchUp) -> None:
+        # The channel's events wait until this completes; a failed read is retried while the link is
+        # up. Once it is down again, the next restore starts a new replay of this channel.
+        attempt = 0
+        deliver = self._hub.deliver
+        try:
+            while self.ready and self._channels.get(channel) is catchup:
+                try:
+                    async for events in replay_pages(catchup, lambda read: self._read_page(channel, read)):
+                        for event in events:
+                            deliver(event)
+                    return
+                except Unavailable as exc:
+                    log.info("replaying %s after reconnect failed (%s); retrying", channel, exc)
+                    await asyncio.sleep(backoff_delay(attempt))
+                    attempt += 1
+        finally:
+            # synchronously with going live, so a restore that follows starts a new replay
+            if self._replays.get(channel) is asyncio.current_task():
+                del self._replays[channel]
+
+
+def decode(channel: str, raw: bytes) -> Event:
+    """``b"<offset>\\n<data>"`` (``b"\\n<frame>"`` for an ephemeral event) -> ``Event``; ``ValueError`` if malformed."""
+    head, sep, body = raw.partition(b"\n")
+    if not sep:
+        raise ValueError("no offset line")
+    data = body.decode()
+    if not data.startswith("{"):
+        raise ValueError("data is not a JSON object")
+    if not head:
+        return Event(channel, None, data)
+    offset = head.decode()
+    return Event(channel, offset, data, parse_offset(offset))

@@ -13,8 +13,6 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
@@ -22,22 +20,12 @@ import redis.asyncio as redis
 from redis.exceptions import RedisError
 
 from broker.errors import Unavailable
+from broker.facade import OnDeparted, PresenceChange
 from broker.keys import ChannelKeys
 
 SEPARATOR = "\0"
 
 log = logging.getLogger(__name__)
-
-#: told (channel, users) when a refresh purged users whose every entry expired (their replica died)
-OnDeparted = Callable[[str, list[str]], Awaitable[None]]
-
-
-@dataclass(slots=True)
-class Change:
-    """Outcome of an enter/exit: whether it changed the user's presence, and users whose entries expired."""
-
-    changed: bool
-    departed: list[str] = field(default_factory=list)
 
 
 def _text(value: Any) -> str:
@@ -71,16 +59,16 @@ class Presence:
         return int((time.time() + self.ttl_s) * 1000)
 
     @staticmethod
-    def _change(reply: list[str]) -> Change:
+    def _change(reply: list[str]) -> PresenceChange:
         departed = reply[2:] if len(reply) > 1 else []
-        return Change(changed=reply[0] == "1", departed=departed)
+        return PresenceChange(changed=reply[0] == "1", departed=departed)
 
-    async def enter(self, channel: str, user: str, connection: str) -> Change:
+    async def enter(self, channel: str, user: str, connection: str) -> PresenceChange:
         member = self._member(user, connection)
         self._local.setdefault(channel, set()).add(member)
         return self._change(await self._call(channel, "enter", member, user, self._expiry_ms()))
 
-    async def exit(self, channel: str, user: str, connection: str) -> Change:
+    async def exit(self, channel: str, user: str, connection: str) -> PresenceChange:
         member = self._member(user, connection)
         members = self._local.get(channel)
         if members is not None:

@@ -15,7 +15,7 @@ from typing import Any
 import redis.asyncio as redis
 from redis.exceptions import NoScriptError, RedisError
 
-from broker.errors import Unavailable
+from broker.errors import OutcomeUnknown, Unavailable
 
 #: most publishes one pipeline carries; a longer queue is sent as several
 BATCH_LIMIT = 256
@@ -54,11 +54,11 @@ class Publisher:
                 await self._client.script_load(self._script.script)
                 for i, result in zip(missing, await self._pipeline([batch[i] for i in missing]), strict=True):
                     results[i] = result
-        except (RedisError, OSError):
-            self._fail(batch, Unavailable("redis is unavailable"))
+        except (RedisError, OSError) as exc:
+            self._fail(batch, _failure(exc))
             return
         except BaseException:
-            self._fail(batch, Unavailable("publisher stopped"))
+            self._fail(batch, OutcomeUnknown("the publisher stopped mid-publish: the outcome is unknown"))
             raise
         for (_, _, future), result in zip(batch, results, strict=True):
             if future.done():
@@ -66,7 +66,7 @@ class Publisher:
             if isinstance(result, (RedisError, OSError)):
                 future.set_exception(Unavailable(f"redis refused the publish: {result}"))
             else:
-                future.set_result(result.decode() if isinstance(result, bytes) else result)
+                future.set_result(result)
 
     @staticmethod
     def _fail(batch: list[_Call], error: Exception) -> None:
@@ -86,3 +86,18 @@ class Publisher:
         for keys, args, _ in batch:
             pipe.evalsha(sha, len(keys), *keys, *args)
         return list(await pipe.execute(raise_on_error=False))
+
+
+def _failure(exc: BaseException) -> Unavailable:
+    """What a failed round trip means for its publishes: refused before anything was sent, or unknown.
+
+    Once a command may have reached Redis (a read timed out, the connection broke mid-reply) the
+    script may have run: saying "not published" would invite a retry that duplicates it.
+    """
+    text = str(exc)
+    if "No connection available" in text or "connecting to" in text or "Connection refused" in text:
+        return Unavailable("redis is unavailable")
+    return OutcomeUnknown(
+        "redis did not answer: the publish may or may not have happened"
+        " (retry with the same idempotency key to be safe)"
+    )

@@ -49,6 +49,10 @@ def parse_offset(offset: Offset) -> ParsedOffset:
     return parsed
 
 
+def format_offset(position: ParsedOffset) -> Offset:
+    return f"{position[0]}-{position[1]}"
+
+
 def is_offset(text: str) -> bool:
     try:
         parse_offset(text)
@@ -69,13 +73,20 @@ class Event:
     channel: str
     offset: Offset | None
     data: str
-    #: ``parse_offset(offset)``, computed once: the hot path compares these
+    #: ``parse_offset(offset)``, computed once: the hot path compares these; for a gap marker,
+    #: the newest position lost (``LAST_POSITION``: the history itself was lost)
     position: ParsedOffset | None = None
+    #: a gap marker, not an event: stored events up to ``position`` can no longer be delivered
+    gap: bool = False
     _memo: dict[Callable[[Event], Any], Any] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def stored(cls, channel: str, offset: Offset, data: str) -> Event:
         return cls(channel, offset, data, parse_offset(offset))
+
+    @classmethod
+    def gap_marker(cls, channel: str, lost_through: ParsedOffset) -> Event:
+        return cls(channel, None, "", lost_through, gap=True)
 
     def memo(self, encoder: Callable[[Event], Any]) -> Any:
         """``encoder(self)``, computed once per event whatever the number of callers."""

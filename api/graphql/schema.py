@@ -22,6 +22,7 @@ from api.messages import publish_chat
 from api.models import ROOM_PATTERN, BookIn, is_room
 from api.routes import books as book_store
 from api.state import AppState
+from api.ws.chat_protocol import MAX_KEY_CHARS
 from broker import BOOKS_CHANNEL, Event, chat_channel, is_offset
 
 MAX_LIMIT = 1000
@@ -135,7 +136,10 @@ class Mutation(graphene.ObjectType):  # type: ignore[misc]
         author=graphene.String(required=True),
     )
     sendMessage = graphene.Field(
-        graphene.NonNull(ChatMessage), room=graphene.String(required=True), text=graphene.String(required=True)
+        graphene.NonNull(ChatMessage),
+        room=graphene.String(required=True),
+        text=graphene.String(required=True),
+        key=graphene.String(),
     )
 
     @staticmethod
@@ -151,15 +155,19 @@ class Mutation(graphene.ObjectType):  # type: ignore[misc]
         return stored.model_dump()
 
     @staticmethod
-    async def resolve_sendMessage(root: None, info: graphene.ResolveInfo, room: str, text: str) -> dict[str, Any]:
+    async def resolve_sendMessage(
+        root: None, info: graphene.ResolveInfo, room: str, text: str, key: str | None = None
+    ) -> dict[str, Any]:
         context: Context = info.context
         user = context.writer().user
         context.channel(room)  # refuses a bad room, or one outside the token's rooms
         if not text:
             raise BadRequest("text must not be empty")
-        offset, payload = await publish_chat(context.state, room, user, text)
+        if key is not None and not 0 < len(key) <= MAX_KEY_CHARS:
+            raise BadRequest(f"key must be 1 to {MAX_KEY_CHARS} characters")
+        published, payload = await publish_chat(context.state, room, user, text, key)
         message: dict[str, Any] = orjson.loads(payload)
-        message["id"] = offset
+        message["id"] = published.offset
         return message
 
 

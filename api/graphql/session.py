@@ -233,10 +233,16 @@ class Session:
         def deliver(result: str) -> None:
             self._send(self.machine.next(op_id, result))
 
+        slow_close_s = self.state.settings.slow_close_s
+
         async def replay(result: str) -> None:
             for action in self.machine.next(op_id, result):
                 if isinstance(action, Send):
-                    await self.conn.put(action.text)
+                    try:
+                        async with asyncio.timeout(slow_close_s):
+                            await self.conn.put(action.text)
+                    except TimeoutError:
+                        raise FellBehind(f"replay not read within {slow_close_s:g} s") from None
 
         try:
             op.membership = await service.subscribe(source, run, key, deliver, replay)

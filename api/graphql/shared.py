@@ -34,7 +34,7 @@ RECOVERED_FALSE = ',"extensions":{"recovered":false}}'
 
 
 class FellBehind(Exception):
-    """More live events arrived during a subscribe than the broker buffers."""
+    """The subscriber did not read its replay in time."""
 
 
 def not_recovered(result_json: str) -> str:
@@ -43,7 +43,7 @@ def not_recovered(result_json: str) -> str:
 
 
 class Stream:
-    __slots__ = ("key", "members", "opening", "run", "source")
+    __slots__ = ("gap", "key", "members", "opening", "run", "source")
 
     def __init__(self, key: Key | None, source: Source, run: Run) -> None:
         self.key = key
@@ -51,13 +51,21 @@ class Stream:
         self.run = run
         self.members: dict[Hashable, Deliver] = {}
         self.opening: asyncio.Task[Subscription] | None = None
+        #: stored events were lost for this stream: its next result says ``recovered: false``
+        self.gap = False
 
     def on_event(self, event: Event) -> None:
         """The broker sink: execute once, hand the same JSON to every member. Never awaits."""
+        if event.gap:
+            self.gap = True
+            return
         root = event.memo(self.source.root)
         if root is None:
             return
         result_json = self.run(root)
+        if self.gap:
+            self.gap = False
+            result_json = not_recovered(result_json)
         for deliver in tuple(self.members.values()):
             try:
                 deliver(result_json)
@@ -125,13 +133,13 @@ class Streams:
     async def _open_shared(self, stream: Stream) -> Subscription:
         try:
             subscription = await self._broker.subscribe(stream.source.channel, stream.on_event)
+            # without since there is nothing to replay but what arrived while subscribing
+            async for events in subscription.replay():
+                for event in events:
+                    stream.on_event(event)
         except BaseException:
             self._forget(stream)
             raise
-        if not subscription.go_live():
-            self._forget(stream)
-            await subscription.close()
-            raise FellBehind("too many events arrived while subscribing; subscribe again")
         return subscription
 
     async def open_private(
@@ -144,16 +152,20 @@ class Streams:
         membership = Membership(self, stream)
         try:
             subscription = await asyncio.shield(stream.opening)
-            mark = subscription.recovered is False
-            for event in subscription.replay:
-                root = event.memo(source.root)
-                if root is not None:
-                    result_json = run(root)
-                    await replay(not_recovered(result_json) if mark else result_json)
-                    mark = False
-            stream.members[membership] = _first_marked(deliver) if mark else deliver
-            if not subscription.go_live():
-                raise FellBehind("the subscriber fell behind during its replay")
+            stream.gap = subscription.recovered is False
+            async for events in subscription.replay():
+                for event in events:
+                    if event.gap:
+                        stream.gap = True
+                        continue
+                    root = event.memo(source.root)
+                    if root is not None:
+                        result_json = run(root)
+                        if stream.gap:
+                            stream.gap, result_json = False, not_recovered(result_json)
+                        await replay(result_json)
+            # live from here (no await since the replay ended): a pending gap marks the next result
+            stream.members[membership] = deliver
         except BaseException:
             membership.leave()
             raise
@@ -181,16 +193,3 @@ class Streams:
             return  # it never opened (or already closed itself)
         with contextlib.suppress(Exception):
             await subscription.close()
-
-
-def _first_marked(deliver: Deliver) -> Deliver:
-    """``deliver`` whose first result carries ``recovered: false`` (the replay was empty)."""
-    pending = [True]
-
-    def first(result_json: str) -> None:
-        if pending:
-            pending.clear()
-            result_json = not_recovered(result_json)
-        deliver(result_json)
-
-    return first

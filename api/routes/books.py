@@ -11,7 +11,7 @@ from typing import Annotated
 import orjson
 from fastapi import APIRouter, Query, status
 
-from api.deps import StateDep, WriterDep
+from api.deps import IdempotencyKey, StateDep, WriterDep
 from api.errors import Conflict, NotFound
 from api.models import Book, BookIn, dumps, now
 from api.state import AppState
@@ -24,12 +24,16 @@ def _book(stored: StoredBook) -> Book:
     return Book(**orjson.loads(stored.data), offset=stored.offset)
 
 
-async def add_book(state: AppState, book: BookIn) -> Book:
-    """Store and announce ``book`` atomically; ``broker.Duplicate`` when its ISBN exists (nothing published)."""
+async def add_book(state: AppState, book: BookIn, key: str | None = None) -> Book:
+    """Store and announce ``book`` atomically; ``broker.Duplicate`` when its ISBN exists (nothing published).
+
+    A repeat of idempotency ``key`` publishes nothing and answers with the book its first use stored.
+    """
     data = dumps({"isbn": book.isbn, "title": book.title, "author": book.author, "addedAt": now()})
     with state.metrics.publishing():
-        offset = await state.broker.add_book(book.isbn, data)
-    return _book(StoredBook(data, offset))
+        published = await state.broker.add_book(book.isbn, data, key=key)
+    stored = await state.broker.get_book(book.isbn) if published.repeated else None
+    return _book(stored or StoredBook(data, published.offset))
 
 
 async def get_book(state: AppState, isbn: str) -> Book | None:
@@ -48,9 +52,9 @@ async def list_books(state: AppState, limit: int) -> list[Book]:
     response_model=Book,
     responses={409: {"description": "a book with this ISBN exists; nothing was published"}},
 )
-async def post_book(body: BookIn, writer: WriterDep, state: StateDep) -> Book:
+async def post_book(body: BookIn, writer: WriterDep, state: StateDep, key: IdempotencyKey = None) -> Book:
     try:
-        return await add_book(state, body)
+        return await add_book(state, body, key)
     except Duplicate as exc:
         raise Conflict(str(exc)) from None
 

@@ -7,7 +7,7 @@ from typing import Annotated
 import orjson
 from fastapi import APIRouter, Path, Query, status
 
-from api.deps import BrokerDep, ReaderDep, StateDep, WriterDep
+from api.deps import BrokerDep, IdempotencyKey, ReaderDep, StateDep, WriterDep
 from api.errors import BadRequest
 from api.messages import publish_chat
 from api.models import ROOM_PATTERN, ChatMessage, MessageAccepted, MessageIn
@@ -19,10 +19,12 @@ RoomPath = Annotated[str, Path(pattern=ROOM_PATTERN, description="room name")]
 
 
 @router.post("/{room}/messages", status_code=status.HTTP_202_ACCEPTED, response_model=MessageAccepted)
-async def post_message(room: RoomPath, body: MessageIn, writer: WriterDep, state: StateDep) -> MessageAccepted:
+async def post_message(
+    room: RoomPath, body: MessageIn, writer: WriterDep, state: StateDep, key: IdempotencyKey = None
+) -> MessageAccepted:
     writer.check_room(room)
-    offset, _ = await publish_chat(state, room, writer.user, body.text)
-    return MessageAccepted(id=offset)
+    published, _ = await publish_chat(state, room, writer.user, body.text, key)
+    return MessageAccepted(id=published.offset)
 
 
 @router.get("/{room}/messages", response_model=list[ChatMessage])

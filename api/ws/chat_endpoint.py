@@ -1,8 +1,10 @@
 """``/ws/chat/{room}``: the runner around ``ChatProtocol``.
 
 Order matters for "no gap, no duplicate": subscribe (buffering) -> welcome ->
-replay -> go live -> start the writer. Refusals happen before ``accept()`` so
-the client sees HTTP 403 and no socket opens.
+replay, page by page with backpressure -> live -> start the writer. Refusals
+happen before ``accept()`` so the client sees HTTP 403 and no socket opens.
+A gap (stored events this client can no longer get) closes the socket with
+4010, so the client resumes with ``since`` and learns ``recovered: false``.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 
 import orjson
 from starlette.websockets import WebSocket, WebSocketDisconnect
@@ -19,14 +22,22 @@ from api.errors import CloseCode, ErrorCode, HeraldError
 from api.messages import publish_chat
 from api.models import dumps, is_room, with_offset
 from api.state import AppState
-from api.ws.chat_protocol import AskPresence, ChatProtocol, Close, Publish, Reply, TokenBucket, error_frame
+from api.ws.chat_protocol import (
+    AskPresence,
+    ChatProtocol,
+    Close,
+    Publish,
+    Reply,
+    TokenBucket,
+    ack_frame,
+    error_frame,
+)
 from api.ws.connection import Connection
-from broker import Event, Subscription, Unavailable, chat_channel, is_offset
+from broker import Event, OutcomeUnknown, Subscription, Unavailable, chat_channel, is_offset
 
 log = logging.getLogger(__name__)
 
-#: a client that has not read its welcome and ``since`` replay by then is dropped (it would hold a slot forever)
-REPLAY_TIMEOUT_S = 30.0
+GAP_REASON = "insufficient state: resume with since"
 
 
 def chat_frame(event: Event) -> str:
@@ -87,9 +98,20 @@ async def _serve(websocket: WebSocket, conn: Connection, room: str, principal: P
     channel = chat_channel(room)
     user = principal.user
 
-    def sink(event: Event) -> None:
+    def frame(event: Event) -> str | None:
+        """The client frame for ``event``, None when this client is not to see it (its own join/leave)."""
         if event.offset is None and event.memo(frame_user) == user:
-            return
+            return None
+        text: str = event.memo(chat_frame)
+        return text
+
+    def sink(event: Event) -> None:
+        if event.offset is None:
+            if event.gap:
+                conn.close_soon(CloseCode.INSUFFICIENT_STATE, GAP_REASON)
+                return
+            if event.memo(frame_user) == user:
+                return
         conn.push_event(event, chat_frame)
 
     since = websocket.query_params.get("since")
@@ -101,13 +123,13 @@ async def _serve(websocket: WebSocket, conn: Connection, room: str, principal: P
     expiry: asyncio.TimerHandle | None = None
     try:
         try:
-            async with asyncio.timeout(REPLAY_TIMEOUT_S):
-                await _welcome(conn, subscription, room, user, since, state)
+            if not await _welcome(conn, subscription, room, user, since, frame, state):
+                return
         except TimeoutError:
             await conn.close(CloseCode.TRY_AGAIN_LATER, "slow consumer: replay not read in time")
             return
-        if not subscription.go_live():
-            await conn.close(CloseCode.TRY_AGAIN_LATER, "slow consumer: fell behind during replay")
+        except Unavailable:
+            await conn.close(CloseCode.TRY_AGAIN_LATER, "redis is unavailable; retry with since")
             return
         conn.start_writer()
         if principal.expires_at is not None:
@@ -131,8 +153,19 @@ async def _serve(websocket: WebSocket, conn: Connection, room: str, principal: P
 
 
 async def _welcome(
-    conn: Connection, subscription: Subscription, room: str, user: str, since: str | None, state: AppState
-) -> None:
+    conn: Connection,
+    subscription: Subscription,
+    room: str,
+    user: str,
+    since: str | None,
+    frame: Callable[[Event], str | None],
+    state: AppState,
+) -> bool:
+    """Send the welcome and the replay, each send within ``HERALD_SLOW_CLOSE_S``; False if the socket closed.
+
+    The replay arrives a page at a time and the next page is read only once this one was
+    handed to the socket, so a client that does not read holds at most a page in memory.
+    """
     welcome: dict[str, object] = {
         "type": "welcome",
         "room": room,
@@ -142,9 +175,20 @@ async def _welcome(
     }
     if since is not None:
         welcome["recovered"] = subscription.recovered
-    await conn.send_now(dumps(welcome))
-    for event in subscription.replay:
-        await conn.send_now(event.memo(chat_frame))
+    slow_close_s = state.settings.slow_close_s
+    loop = asyncio.get_running_loop()
+    async with asyncio.timeout(slow_close_s) as deadline:
+        await conn.send_now(dumps(welcome))
+        async for events in subscription.replay():
+            for event in events:
+                if event.gap:
+                    await conn.close(CloseCode.INSUFFICIENT_STATE, GAP_REASON)
+                    return False
+                text = frame(event)
+                if text is not None:
+                    deadline.reschedule(loop.time() + slow_close_s)
+                    await conn.send_now(text)
+    return not conn.closed
 
 
 async def _receive_loop(websocket: WebSocket, conn: Connection, room: str, user: str, state: AppState) -> None:
@@ -162,7 +206,7 @@ async def _receive_loop(websocket: WebSocket, conn: Connection, room: str, user:
             if isinstance(action, Reply):
                 conn.push(action.frame)
             elif isinstance(action, Publish):
-                await _publish(conn, room, user, action.text, state)
+                await _publish(conn, room, user, action, state)
             elif isinstance(action, AskPresence):
                 await _presence(conn, room, state)
             elif isinstance(action, Close):
@@ -172,11 +216,17 @@ async def _receive_loop(websocket: WebSocket, conn: Connection, room: str, user:
         protocol.rate_limited = 0
 
 
-async def _publish(conn: Connection, room: str, user: str, text: str, state: AppState) -> None:
+async def _publish(conn: Connection, room: str, user: str, action: Publish, state: AppState) -> None:
     try:
-        await publish_chat(state, room, user, text)
+        published, _ = await publish_chat(state, room, user, action.text, action.key)
+    except OutcomeUnknown as exc:
+        conn.push(error_frame(ErrorCode.UNAVAILABLE, str(exc)))
+        return
     except Unavailable:
         conn.push(error_frame(ErrorCode.UNAVAILABLE, "redis is unavailable; the message was not published"))
+        return
+    if action.key is not None:
+        conn.push(ack_frame(action.key, published.offset))
 
 
 async def _presence(conn: Connection, room: str, state: AppState) -> None:

@@ -18,6 +18,9 @@ from api.models import dumps
 
 NOT_JSON = "仅支持JSON格式 (only JSON text frames are supported)"
 
+#: longest idempotency key accepted, on every surface
+MAX_KEY_CHARS = 128
+
 
 # -- client -> server frames ----------------------------------------------------
 
@@ -25,6 +28,8 @@ NOT_JSON = "仅支持JSON格式 (only JSON text frames are supported)"
 class _MessageFrame(BaseModel):
     type: Literal["message"]
     text: str = Field(min_length=1)
+    #: idempotency key (SPEC §8): a repeat publishes nothing and is acknowledged with the first offset
+    key: str | None = Field(None, min_length=1, max_length=MAX_KEY_CHARS)
 
 
 class _PingFrame(BaseModel):
@@ -50,9 +55,10 @@ class Reply:
 
 @dataclass(frozen=True, slots=True)
 class Publish:
-    """Publish a chat message with this text to the room (every replica)."""
+    """Publish a chat message with this text to the room (every replica); acknowledge ``key`` if given."""
 
     text: str
+    key: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,7 +121,7 @@ class ChatProtocol:
             if not self.bucket.take():
                 self.rate_limited += 1
                 return [Reply(error_frame(ErrorCode.RATE_LIMITED, "too many messages; slow down"))]
-            return [Publish(frame.text)]
+            return [Publish(frame.text, frame.key)]
         if isinstance(frame, _PingFrame):
             return [PONG]
         return [AskPresence()]
@@ -139,3 +145,7 @@ def _explain(exc: ValidationError) -> str:
         return 'unknown "type"; expected "message", "ping" or "presence"'
     where = ".".join(str(part) for part in error["loc"][1:]) or "frame"
     return f"{where}: {error['msg']}"
+
+
+def ack_frame(key: str, offset: str) -> str:
+    return dumps({"type": "ack", "key": key, "id": offset})

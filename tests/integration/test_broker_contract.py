@@ -1,4 +1,4 @@
-"""The broker's contract (``broker/types.py``), on the embedded Redis and on a real ``redis-server``.
+"""The broker's contract (``broker/facade.py``), on the embedded Redis and on a real ``redis-server``.
 
 Every test runs twice: ``memory://`` (fakeredis) and a private ``redis-server``
 on a free loopback port, isolated by a unique key prefix.
@@ -15,12 +15,15 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
-from broker import SINCE_START, Broker, Event, Subscription, parse_offset
+from broker import SINCE_START, BrokerOptions, Event, Subscription, parse_offset
+from broker.broker import RedisBroker
 from tests.conftest import MS
 from tests.helpers.servers import RedisServer
 
 WAIT_S = 5.0
 
+# RedisBroker, not the Broker protocol: some tests look at Redis itself through its client
+Broker = RedisBroker
 BrokerFactory = Callable[..., Awaitable[Broker]]
 
 
@@ -40,7 +43,7 @@ async def brokers_on(url: str, prefix: str) -> AsyncIterator[BrokerFactory]:
     async def make(**options: Any) -> Broker:
         options.setdefault("replica_id", f"replica-{len(brokers) + 1}")
         options.setdefault("prefix", prefix)
-        broker = Broker.from_url(url, **options)
+        broker = RedisBroker.from_url(url, BrokerOptions(**options))
         brokers.append(broker)
         await broker.start()
         assert broker.ready
@@ -105,13 +108,21 @@ async def join(broker: Broker, channel: str, since: str | None = None) -> tuple[
     """Subscribe as the chat endpoint does: replay first, then live."""
     got = Collector()
     subscription = await broker.subscribe(channel, got, since)
-    got.events.extend(subscription.replay)
-    assert subscription.go_live()
+    got.events.extend(await replayed(subscription))
     return subscription, got
 
 
+async def replayed(subscription: Subscription) -> list[Event]:
+    """Everything ``replay()`` yields; the subscription is live afterwards."""
+    return [event async for events in subscription.replay() for event in events]
+
+
 async def publish_many(broker: Broker, channel: str, count: int) -> list[str]:
-    return [await broker.publish(channel, f'{{"n":{n}}}') for n in range(count)]
+    return [await post(broker, channel, f'{{"n":{n}}}') for n in range(count)]
+
+
+async def post(broker: Broker, channel: str, data: str = "{}") -> str:
+    return (await broker.publish(channel, data)).offset
 
 
 async def settle() -> None:
@@ -150,7 +161,7 @@ async def test_channels_have_independent_streams(broker: Broker) -> None:
 
 async def test_published_data_comes_back_byte_for_byte(broker: Broker) -> None:
     data = '{"text":"héllo \\n wörld 🌍","n":1}'
-    offset = await broker.publish("chat:a", data)
+    offset = await post(broker, "chat:a", data)
     [event] = await broker.history("chat:a")
     assert (event.offset, event.data, event.channel) == (offset, data, "chat:a")
 
@@ -234,7 +245,7 @@ async def test_since_zero_is_recovered_until_anything_is_trimmed(broker_factory:
     subscription, got = await join(broker, "chat:a", since=SINCE_START)
     assert (subscription.recovered, got.offsets) == (True, offsets)
     await subscription.close()
-    offsets.append(await broker.publish("chat:a", "{}"))
+    offsets.append(await post(broker, "chat:a"))
     subscription, got = await join(broker, "chat:a", since=SINCE_START)
     assert (subscription.recovered, got.offsets) == (False, offsets[1:])
     await subscription.close()
@@ -245,7 +256,7 @@ async def test_since_past_the_newest_event_is_not_recovered_and_hides_nothing_to
     ms, seq = parse_offset(offsets[-1])
     subscription, got = await join(broker, "chat:a", since=f"{ms + 60_000}-{seq}")
     assert (subscription.recovered, got.offsets) == (False, offsets)
-    later = await broker.publish("chat:a", "{}")
+    later = await post(broker, "chat:a", "{}")
     await got.wait_for_offset(later)
     await subscription.close()
 
@@ -260,7 +271,7 @@ async def test_a_channel_whose_history_redis_lost_is_not_recovered(broker: Broke
     subscription, got = await join(broker, "chat:a", since=seen[-1])
     assert (subscription.recovered, subscription.offset) == (False, None)
     await subscription.close()
-    reborn = await broker.publish("chat:a", "{}")
+    reborn = await post(broker, "chat:a", "{}")
     subscription, got = await join(broker, "chat:a", since=seen[-1])
     assert (subscription.recovered, got.offsets) == (False, [reborn])  # whatever its id, it is new to the client
     await subscription.close()
@@ -274,8 +285,8 @@ async def test_since_zero_on_an_empty_channel_is_recovered(broker: Broker) -> No
 
 async def test_a_subscription_reports_the_newest_retained_offset(broker_factory: BrokerFactory) -> None:
     broker = await broker_factory(history_size=5)
-    empty, _ = await join(broker, "chat:a")
-    assert (empty.offset, empty.recovered, empty.replay) == (None, None, [])
+    empty, got = await join(broker, "chat:a")
+    assert (empty.offset, empty.recovered, got.events) == (None, None, [])
     offsets = await publish_many(broker, "chat:a", 7)
     for since in (None, SINCE_START, offsets[0], offsets[-1]):
         subscription, _ = await join(broker, "chat:a", since)
@@ -310,7 +321,7 @@ async def test_replay_since_1_9_starts_at_1_10(broker: Broker) -> None:
         await broker.client.xadd(stream, {"d": "{}"}, id=f"1-{seq}")
     subscription, got = await join(broker, "chat:a", since="1-9")
     assert got.offsets == ["1-10", "1-11", "1-12"]
-    live = await broker.publish("chat:a", "{}")
+    live = await post(broker, "chat:a", "{}")
     await got.wait_for_offset(live)
     assert got.offsets == ["1-10", "1-11", "1-12", live]
     await subscription.close()
@@ -323,7 +334,7 @@ async def test_every_local_sink_gets_the_same_event_object_once(broker: Broker) 
     first, a = await join(broker, "chat:a")
     second, b = await join(broker, "chat:a")
     other, c = await join(broker, "chat:b")
-    offset = await broker.publish("chat:a", '{"x":1}')
+    offset = await post(broker, "chat:a", '{"x":1}')
     await a.wait_for(1)
     await b.wait_for(1)
     await settle()
@@ -339,7 +350,7 @@ async def test_a_closed_subscription_gets_nothing_more(broker: Broker) -> None:
     stays, witness = await join(broker, "chat:a")
     await subscription.close()
     await subscription.close()  # idempotent
-    offset = await broker.publish("chat:a", "{}")
+    offset = await post(broker, "chat:a", "{}")
     await witness.wait_for_offset(offset)
     assert got.events == []
     await stays.close()
@@ -371,15 +382,20 @@ async def test_an_event_published_on_one_replica_reaches_sinks_on_another(replic
         await sub.close()
 
 
-async def test_a_subscriber_whose_buffer_overflows_before_going_live_is_told_to_go(
+async def test_a_replay_whose_live_buffer_overflows_rereads_the_stream_and_loses_nothing(
     broker_factory: BrokerFactory,
 ) -> None:
     broker = await broker_factory(buffer_limit=2)
-    subscription = await broker.subscribe("chat:a", Collector())  # buffering until go_live
+    got = Collector()
+    subscription = await broker.subscribe("chat:a", got, SINCE_START)  # buffering until its replay is read
     witness, seen = await join(broker, "chat:a")
-    offsets = await publish_many(broker, "chat:a", 3)
-    await seen.wait_for_offset(offsets[-1])  # the hub handed every event to both sinks
-    assert subscription.go_live() is False
+    offsets = await publish_many(broker, "chat:a", 30)
+    await seen.wait_for_offset(offsets[-1])  # the hub handed every event to both sinks: the buffer overflowed
+    got.events.extend(await replayed(subscription))
+    assert got.offsets == offsets
+    more = await publish_many(broker, "chat:a", 2)
+    await got.wait_for_offset(more[-1])
+    assert got.offsets == offsets + more
     for sub in (subscription, witness):
         await sub.close()
 
@@ -393,10 +409,11 @@ async def test_subscribers_joining_during_a_publish_storm_see_a_gapless_duplicat
     rng = random.Random(7)
     channel = "chat:storm"
     published: list[str] = []
+    replays: dict[int, int] = {}
 
     async def publish_storm() -> None:
         for n in range(300):
-            published.append(await broker.publish(channel, f'{{"n":{n}}}'))
+            published.append(await post(broker, channel, f'{{"n":{n}}}'))
             if n % 3 == 0:
                 await asyncio.sleep(MS)  # spread the storm over the subscribers' arrival window
 
@@ -411,6 +428,7 @@ async def test_subscribers_joining_during_a_publish_storm_see_a_gapless_duplicat
         else:
             since = rng.choice(published)
         subscription, got = await join(broker, channel, since)
+        replays[index] = len(got.offsets)
         return subscription, got, since
 
     storm = asyncio.create_task(publish_storm())
@@ -429,7 +447,7 @@ async def test_subscribers_joining_during_a_publish_storm_see_a_gapless_duplicat
         assert len(got.offsets) == len(set(got.offsets)), f"no late duplicate (since={since})"
         await subscription.close()
     # the storm really overlapped the joins: some subscribers had history to replay and live events to follow
-    assert any(subscription.replay and len(got.offsets) > len(subscription.replay) for subscription, got, _ in joined)
+    assert any(replays[index] and len(got.offsets) > replays[index] for index, (_, got, _) in enumerate(joined))
 
 
 async def test_a_subscriber_joining_as_another_publishes_its_first_event_misses_nothing(broker: Broker) -> None:
@@ -437,7 +455,7 @@ async def test_a_subscriber_joining_as_another_publishes_its_first_event_misses_
     for n in range(150):
         channel = f"chat:race{n}"
         first, got = await join(broker, channel)
-        offset, (second, _) = await asyncio.gather(broker.publish(channel, "{}"), join(broker, channel))
+        offset, (second, _) = await asyncio.gather(post(broker, channel), join(broker, channel))
         await got.wait_for_offset(offset)
         for subscription in (first, second):
             await subscription.close()
@@ -457,13 +475,13 @@ async def test_a_hundred_concurrent_first_subscribers_share_one_subscribe(broker
     joined = await asyncio.wait_for(asyncio.gather(*(join(broker, channel) for _ in range(100))), WAIT_S)
     assert broker.hub.count(channel) == 100
     assert await subscribers_in_redis(broker, channel) == 1
-    offset = await broker.publish(channel, "{}")
+    offset = await post(broker, channel, "{}")
     for _, got in joined:
         await got.wait_for_offset(offset)
     await settle()
     assert all(got.offsets == [offset] for _, got in joined)
     await asyncio.wait_for(asyncio.gather(*(sub.close() for sub, _ in joined)), WAIT_S)
-    assert broker.hub.channels() == []
+    assert broker.stats().channels == 0
     assert await subscribers_in_redis(broker, channel) == 0
 
 
@@ -494,11 +512,11 @@ async def test_subscribers_coming_and_going_concurrently_leave_a_working_channel
             await subscription.close()
 
     await asyncio.wait_for(asyncio.gather(*(visit() for _ in range(50))), WAIT_S)
-    assert broker.hub.channels() == []
+    assert broker.stats().channels == 0
     assert await subscribers_in_redis(broker, channel) == 0
     subscription, got = await join(broker, channel)
     assert await subscribers_in_redis(broker, channel) == 1
-    offset = await broker.publish(channel, "{}")
+    offset = await post(broker, channel, "{}")
     await got.wait_for_offset(offset)
     await subscription.close()
 
@@ -507,7 +525,7 @@ async def test_a_publish_is_one_evalsha_however_many_listen(replicas: BrokerFact
     publisher = await replicas(replica_id="p")
     listeners = [await replicas(replica_id=f"l{n}") for n in range(3)]
     subscriptions = [await join(b, "chat:cost") for b in listeners for _ in range(10)]
-    warm_up = await publisher.publish("chat:cost", "{}")  # loads the script (NOSCRIPT -> SCRIPT LOAD) once
+    warm_up = await post(publisher, "chat:cost", "{}")  # loads the script (NOSCRIPT -> SCRIPT LOAD) once
     stats = aioredis.Redis.from_url(redis_server.url)
     try:
         before = await commandstats(stats)
@@ -523,6 +541,7 @@ async def test_a_publish_is_one_evalsha_however_many_listen(replicas: BrokerFact
         "xadd": 20,
         "xlen": 20,
         "hsetnx": 20,
+        "expire": 40,
         "publish": 20,
     }
     for _, got in subscriptions:

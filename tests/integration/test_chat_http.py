@@ -39,7 +39,7 @@ def bulk_publish(client: TestClient, room: str, count: int) -> list[str]:
 
     async def publish() -> list[str]:
         payload = json.dumps({"room": room, "user": "bulk", "text": "m", "ts": 0.0})
-        return [await state.broker.publish(chat_channel(room), payload) for _ in range(count)]
+        return [(await state.broker.publish(chat_channel(room), payload)).offset for _ in range(count)]
 
     assert client.portal is not None
     return client.portal.call(publish)

@@ -169,5 +169,5 @@ async def test_the_last_subscriber_to_leave_frees_the_shared_stream(leaving: str
             await second.close()
         await until(lambda: graphql.subscriptions() == 0)
         assert graphql.shared_streams() == 0
-        await until(lambda: app.state.herald.broker.hub.channels() == [])
+        await until(lambda: app.state.herald.broker.stats().channels == 0)
         await first.close()

@@ -20,7 +20,7 @@ type Query {
 }
 type Mutation {
   addBook(isbn: String!, title: String!, author: String!): Book!
-  sendMessage(room: String!, text: String!): ChatMessage!
+  sendMessage(room: String!, text: String!, key: String): ChatMessage!
 }
 type Subscription {
   newBook(since: String): Book!
