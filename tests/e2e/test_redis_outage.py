@@ -11,7 +11,7 @@ import pytest
 import websockets
 
 from api.errors import CloseCode, ErrorCode
-from broker.listener import BACKOFF_CAP_S, backoff_delay
+from broker.pubsub import BACKOFF_CAP_S, backoff_delay
 from tests.helpers.chat import ametric, astatus, close_code, connect, eventually, frame_where, send
 from tests.helpers.servers import Herald, RedisServer
 

@@ -58,3 +58,25 @@ def test_api_reaches_redis_only_through_broker() -> None:
 def test_modules_stay_small() -> None:
     for path in python_files("api") + python_files("broker"):
         assert len(path.read_text().splitlines()) <= 400, path
+
+
+def full_imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+    return names
+
+
+def test_api_uses_only_the_broker_facade() -> None:
+    # ``broker``'s namespace is its public surface; a submodule import couples api/ to one implementation.
+    offenders = [
+        f"{path.relative_to(ROOT)}: {name}"
+        for path in python_files("api")
+        for name in sorted(full_imports(path))
+        if name.startswith("broker.")
+    ]
+    assert offenders == []
