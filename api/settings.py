@@ -52,6 +52,9 @@ class Settings(BaseSettings):
     )
     graphql_keepalive_s: float = Field(15.0, gt=0, description="legacy graphql-ws `ka` interval")
     graphql_max_depth: int = Field(10, ge=1, description="deepest selection accepted (introspection exempt)")
+    graphql_max_operations: int = Field(
+        100, ge=1, description="operations one GraphQL socket may run at once; more get an `error` for that id"
+    )
     graphql_max_fields: int = Field(500, ge=1, description="most fields (aliases included) one operation may select")
     shutdown_grace_s: float = Field(10.0, gt=0, description="SIGTERM: seconds to close sockets (1012) and exit")
     log_level: str = Field("info", description="`debug`, `info`, `warning`, `error`")

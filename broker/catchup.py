@@ -33,8 +33,13 @@ from dataclasses import dataclass
 from broker.history import HistoryPage
 from broker.types import LAST_POSITION, Event, Offset, ParsedOffset, Sink, format_offset
 
-#: events per history page: bounds what one replaying consumer holds (times the largest event)
+#: most events one history page asks for
 PAGE_EVENTS = 64
+#: the first page of a replay, before its events' size is known
+FIRST_PAGE_EVENTS = 8
+#: what a page should weigh: after a page of large events the next asks for fewer, so one replaying
+#: consumer holds about this much stored data at a time, whatever the size of its events
+PAGE_BYTES = 512 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +62,7 @@ class CatchUp:
         "_limit",
         "_need_read",
         "_page_events",
+        "_page_limit",
         "_seen_live",
         "_target",
         "overflows",
@@ -77,7 +83,9 @@ class CatchUp:
         #: the newest event handed on (None: nothing yet, every retained event is new)
         self.position = position
         self._limit = buffer_limit
-        self._page_events = page_events
+        # slow start: a first page of unknown weight is small, later ones grow while they stay light
+        self._page_limit = page_events
+        self._page_events = min(FIRST_PAGE_EVENTS, page_events)
         self._buffer: list[Event] | None = [] if replaying else None
         self._need_read = replaying
         # a subscriber without ``since`` starts where the stream ends: its first read asks only that
@@ -168,9 +176,14 @@ class CatchUp:
             return [Event.gap_marker(page.channel, gap)]
         if gap is not None:
             out.append(Event.gap_marker(page.channel, gap))
+        weight = 0
         for event in page.events:
+            weight += len(event.data)
             if self._accept(event):
                 out.append(event)
+        if page.events:
+            light = PAGE_BYTES * len(page.events) // max(weight, 1)
+            self._page_events = max(1, min(self._page_limit, 2 * read.count, light))
         # Complete only if this read reached the stream's end and began after the live buffer did.
         self._need_read = len(page.events) >= read.count or read.epoch != self._epoch
         return out

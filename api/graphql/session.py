@@ -152,6 +152,13 @@ class Session:
             if isinstance(action, Send):
                 self.conn.push(action.text)
             elif isinstance(action, Start):
+                limit = self.state.settings.graphql_max_operations
+                if len(self.ops) >= limit:
+                    refusal = GraphQLError(
+                        f"too many operations on this socket (HERALD_GRAPHQL_MAX_OPERATIONS={limit})"
+                    )
+                    self._send(self.machine.error(action.op_id, errors_json([refusal])))
+                    continue
                 op = self.ops[action.op_id] = Operation(action.op_id)
                 op.task = asyncio.create_task(self._run(op, action), name=f"herald-graphql-{self.conn.id}")
             elif isinstance(action, Stop):

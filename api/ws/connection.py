@@ -151,15 +151,16 @@ class Connection:
         self.close_soon(CloseCode.TRY_AGAIN_LATER, "slow consumer: send queue overflowed")
 
     async def put(self, frame: str) -> None:
-        """Queue ``frame``, waiting while the buffer is full: a GraphQL ``since`` replay may be longer than the
-        buffer and must neither overflow it nor overtake frames already queued."""
+        """Send ``frame`` after everything queued, once the client has taken what came before: a GraphQL
+        ``since`` replay may be longer than the buffer and must neither overflow it, nor overtake frames
+        already queued, nor pile up in memory for a client that does not read."""
         if self._direct is None:
             if not self.closed:
                 assert self._queue is not None
                 await self._queue.put(frame)
                 self._counts.delivered += 1
             return
-        while len(self._pending) >= self._limit and not self.closed:
+        while (self._pending or self._direct.paused) and not self.closed:
             self._drained = self._drained or asyncio.Event()
             self._drained.clear()
             await self._drained.wait()

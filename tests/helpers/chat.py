@@ -144,7 +144,9 @@ async def messages_until(ws: ClientConnection, last_text: str, within: float = 1
     return await asyncio.wait_for(collect(), within)
 
 
-def raw_handshake(port: int, path: str, receive_buffer: int | None = 4096) -> socket.socket:
+def raw_handshake(
+    port: int, path: str, receive_buffer: int | None = 4096, subprotocol: str | None = None
+) -> socket.socket:
     """A WebSocket opened by hand on a plain socket, which the test may then never read."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     if receive_buffer is not None:
@@ -153,9 +155,10 @@ def raw_handshake(port: int, path: str, receive_buffer: int | None = 4096) -> so
     sock.settimeout(5)
     sock.connect(("127.0.0.1", port))
     key = base64.b64encode(os.urandom(16)).decode()
+    protocol = f"Sec-WebSocket-Protocol: {subprotocol}\r\n" if subprotocol else ""
     sock.sendall(
         f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-        f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
+        f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n{protocol}\r\n".encode()
     )
     head = b""
     while b"\r\n\r\n" not in head:
