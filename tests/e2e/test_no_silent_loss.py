@@ -235,7 +235,7 @@ async def test_an_idempotency_key_makes_a_repeat_one_event_on_every_surface(
     assert await frame_where(on_b, lambda f: f["type"] == "ack") == ack
     assert ack["key"] == "chat-1"
     # GraphQL sendMessage(key) and REST Idempotency-Key
-    mutation = 'mutation { sendMessage(room: "%s", text: "yo", key: "gql-1") { id } }' % room
+    mutation = 'mutation { sendMessage(room: "' + room + '", text: "yo", key: "gql-1") { id } }'
     async with httpx.AsyncClient(timeout=10) as client:
         ids = [
             (await client.post(f"{h.http}/graphql", json={"query": mutation})).json()["data"]["sendMessage"]["id"]
