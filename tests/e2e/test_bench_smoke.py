@@ -1,5 +1,6 @@
-"""`herald bench` keeps working, as installed (the bench extra), from any directory: a short run against Herald and the raw baseline, every delivery
-accounted for. The figures themselves are never asserted (this machine is shared and noisy)."""
+"""`herald bench` keeps working, as installed (the bench extra), from any directory: a short run against
+Herald and the raw baseline, every delivery accounted for.
+The figures themselves are never asserted (this machine is shared and noisy)."""
 
 from __future__ import annotations
 

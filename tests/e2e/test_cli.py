@@ -60,7 +60,18 @@ def test_bench_refuses_an_unknown_option_with_usage() -> None:
 @pytest.mark.timeout(180)
 def test_the_wheel_ships_the_benchmarks_and_declares_the_bench_extra(tmp_path: Path) -> None:
     build = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path), str(ROOT)],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp_path),
+            str(ROOT),
+        ],
         capture_output=True,
         text=True,
         timeout=170,
