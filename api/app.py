@@ -20,7 +20,7 @@ from api.graphql.endpoint import graphql_socket
 from api.graphql.service import GraphQLService
 from api.metrics import Sources
 from api.presence import RoomPresence
-from api.routes import books, chat, ops
+from api.routes import books, chat, docs, ops
 from api.settings import Settings
 from api.state import AppState
 from api.ws.chat_endpoint import chat_socket
@@ -123,6 +123,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="Horizontally scaled real-time pub/sub: chat rooms and GraphQL subscriptions over Redis",
         version="0.1.0",
         lifespan=lifespan,
+        docs_url=None,  # /docs comes from api/routes/docs.py, its assets served locally
+        redoc_url=None,  # ReDoc loads its logo from a CDN: not served
     )
     app.include_router(ops.router)
     app.include_router(chat.router)
@@ -131,6 +133,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(graphql_http.router)
     app.add_api_websocket_route(GRAPHQL_PATH, graphql_socket)
     _add_error_handlers(app)
+    docs.add_docs(app)
     _add_web_page(app)
     return app
 
