@@ -62,7 +62,7 @@ def test_every_object_is_valid_against_the_kubernetes_schema(
         try:
             k8s_schema.validate(doc, version, strict=True)
         except k8s_schema.ValidationError as exc:
-            pytest.fail(f"{key} is not a valid Kubernetes {version} object: {exc.caught}")
+            pytest.fail(f"{key} is not a valid Kubernetes {version} object: {exc.message} at {list(exc.absolute_path)}")
 
 
 def container(objects: dict[tuple[str, str], dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
