@@ -1,6 +1,6 @@
 # make run   : install the runtime dependencies only, start one replica on the embedded broker
 #              at http://127.0.0.1:8000 (make run PORT=9000 for another port)
-# make test  : install everything else (test, lint and benchmark tools), lint, type-check, run the suite
+# make test  : install everything else (test, lint, benchmark and tracing extras), lint, type-check, run the suite
 # make bench : the benchmarks (herald bench; needs the bench extra, installed by make test too)
 VENV    ?= .venv
 PYTHON  ?= python3
@@ -21,7 +21,7 @@ $(RUNTIME): $(BIN)/python pyproject.toml
 	touch $(RUNTIME)
 
 $(DEV): $(BIN)/python pyproject.toml
-	$(BIN)/pip install -q -e ".[dev,bench]"
+	$(BIN)/pip install -q -e ".[dev,bench,otel]"
 	touch $(RUNTIME) $(DEV)
 
 run: $(RUNTIME)
