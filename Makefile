@@ -1,10 +1,11 @@
 # make run   : install the runtime dependencies only, start one replica on the embedded broker
-#              at http://127.0.0.1:8000 (make run PORT=9000 for another port)
+#              at http://127.0.0.1:8000 (make run PORT=9000 for another port; HERALD_* settings
+#              from the environment apply too)
 # make test  : install everything else (test, lint, benchmark and tracing extras), lint, type-check, run the suite
 # make bench : the benchmarks (herald bench; needs the bench extra, installed by make test too)
 VENV    ?= .venv
 PYTHON  ?= python3
-PORT    ?= 8000
+PORT    ?=
 BIN      = $(VENV)/bin
 # Two stamps: `make run` must not pull in pytest, playwright or picows; `make test` adds them.
 RUNTIME  = $(VENV)/.installed-runtime
@@ -25,7 +26,7 @@ $(DEV): $(BIN)/python pyproject.toml
 	touch $(RUNTIME) $(DEV)
 
 run: $(RUNTIME)
-	$(BIN)/herald serve --port $(PORT)
+	$(BIN)/herald serve $(if $(PORT),--port $(PORT))
 
 # redis-server, nginx and chromium are real test peers; installed when missing and we may (root + apt).
 system-deps:
