@@ -1,4 +1,4 @@
-"""Every page works offline (issue 15, item 3): /docs and GraphiQL at /graphql load in a real headless
+"""Every page works offline (issue 15, item 3): the web page, /docs and GraphiQL at /graphql load in a real headless
 Chromium in which every request that leaves 127.0.0.1 is refused and recorded. A page that needs a CDN fails
 twice: the recorded request, and the page not rendering."""
 
@@ -69,6 +69,12 @@ def test_swagger_ui_renders_every_route_offline(browser: Browser, herald: Herald
         expect(page.locator(".swagger-ui .info .title")).to_contain_text("Herald", timeout=WAIT_MS)
         expect(page.locator(".opblock-summary-path", has_text="/api/chat/{room}/messages").first).to_be_visible()
         expect(page.locator(".opblock-summary-path", has_text="/graphql").first).to_be_visible()
+
+
+def test_the_web_page_works_offline(browser: Browser, herald: Herald) -> None:
+    with offline_page(browser, f"{herald.http}/?room=offline&user=ada") as page:
+        expect(page.locator("#status")).to_have_text("connected", timeout=WAIT_MS)
+        expect(page.locator("#replica")).to_have_text("served by replica offline")
 
 
 def test_redoc_is_not_served_since_it_cannot_work_offline(herald: Herald) -> None:
