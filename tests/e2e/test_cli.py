@@ -82,5 +82,8 @@ def test_the_wheel_ships_the_benchmarks_and_declares_the_bench_extra(tmp_path: P
         names = set(archive.namelist())
         meta = next(archive.read(n).decode() for n in names if n.endswith(".dist-info/METADATA"))
     assert {"benchmarks/run.py", "benchmarks/args.py", "benchmarks/baseline_picows.py"} <= names
+    # The offline pages' assets: GraphiQL and friends, each with its licence.
+    assert {"api/static/vendor/graphiql/graphiql.min.js", "api/static/vendor/graphiql/LICENSE"} <= names
+    assert "Provides-Extra: otel" in meta
     assert "Provides-Extra: bench" in meta
     assert "picows" in meta
