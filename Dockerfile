@@ -10,17 +10,25 @@ RUN useradd --create-home --uid 10001 --shell /usr/sbin/nologin herald
 
 WORKDIR /src
 
+# Optional extras, comma-separated: `docker build --build-arg EXTRAS=bench .` adds what
+# `herald bench` needs (e.g. `herald bench --attach PORTS` against running replicas).
+ARG EXTRAS=""
+
 # Dependencies first, from pyproject.toml alone, so editing the code reuses this layer.
 COPY pyproject.toml ./
-RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
+RUN EXTRAS="$EXTRAS" python -c "import os, tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; \
+extras = [e for e in os.environ['EXTRAS'].split(',') if e]; \
+print('\n'.join(p['dependencies'] + [d for e in extras for d in p['optional-dependencies'][e]]))" \
         > /tmp/requirements.txt \
  && pip install -r /tmp/requirements.txt \
  && rm /tmp/requirements.txt
 
-# The app itself (no dev extras). The source tree is not needed once installed.
+# The app itself (no dev extras; benchmarks/ ships in the wheel, its dependencies are the bench
+# extra). The source tree is not needed once installed.
 COPY README.md ./
 COPY api ./api
 COPY broker ./broker
+COPY benchmarks ./benchmarks
 RUN pip install . && rm -rf /src
 
 WORKDIR /home/herald

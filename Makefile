@@ -1,9 +1,15 @@
-# make run  : one replica on the embedded broker at http://127.0.0.1:8000
-# make test : install everything needed, lint, type-check and run the whole suite
+# make run   : install the runtime dependencies only, start one replica on the embedded broker
+#              at http://127.0.0.1:8000 (make run PORT=9000 for another port; HERALD_* settings
+#              from the environment apply too)
+# make test  : install everything else (test, lint, benchmark and tracing extras), lint, type-check, run the suite
+# make bench : the benchmarks (herald bench; needs the bench extra, installed by make test too)
 VENV    ?= .venv
 PYTHON  ?= python3
+PORT    ?=
 BIN      = $(VENV)/bin
-STAMP    = $(VENV)/.installed
+# Two stamps: `make run` must not pull in pytest, playwright or picows; `make test` adds them.
+RUNTIME  = $(VENV)/.installed-runtime
+DEV      = $(VENV)/.installed
 
 .PHONY: run test check pytest system-deps bench clean
 
@@ -11,12 +17,16 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 
-$(STAMP): $(BIN)/python pyproject.toml
-	$(BIN)/pip install -q -e ".[dev,bench]"
-	touch $(STAMP)
+$(RUNTIME): $(BIN)/python pyproject.toml
+	$(BIN)/pip install -q -e .
+	touch $(RUNTIME)
 
-run: $(STAMP)
-	$(BIN)/herald serve
+$(DEV): $(BIN)/python pyproject.toml
+	$(BIN)/pip install -q -e ".[dev,bench,otel]"
+	touch $(RUNTIME) $(DEV)
+
+run: $(RUNTIME)
+	$(BIN)/herald serve $(if $(PORT),--port $(PORT))
 
 # redis-server, nginx and chromium are real test peers; installed when missing and we may (root + apt).
 system-deps:
@@ -30,15 +40,15 @@ system-deps:
 	  else echo "not installed:$$missing (their tests will skip)"; fi; \
 	fi
 
-check: $(STAMP)
+check: $(DEV)
 	scripts/check
 
-pytest: $(STAMP) system-deps
+pytest: $(DEV) system-deps
 	scripts/test
 
 test: check pytest
 
-bench: $(STAMP)
+bench: $(DEV)
 	$(BIN)/herald bench
 
 clean:

@@ -13,6 +13,7 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.types import Receive, Scope, Send
 
+from api import tracing
 from api.auth import Auth
 from api.errors import Conflict, HeraldError, Unavailable
 from api.graphql import http as graphql_http
@@ -20,7 +21,7 @@ from api.graphql.endpoint import graphql_socket
 from api.graphql.service import GraphQLService
 from api.metrics import Sources
 from api.presence import RoomPresence
-from api.routes import books, chat, ops
+from api.routes import books, chat, docs, ops
 from api.settings import Settings
 from api.state import AppState
 from api.ws.chat_endpoint import chat_socket
@@ -33,7 +34,7 @@ log = logging.getLogger("herald")
 STATIC = Path(__file__).parent / "static"
 
 
-def build_state(settings: Settings) -> AppState:
+def build_state(settings: Settings, traces: tracing.Tracing | None = None) -> AppState:
     broker = open_broker(
         settings.redis_url,
         BrokerOptions(
@@ -46,8 +47,11 @@ def build_state(settings: Settings) -> AppState:
             probe_s=settings.pubsub_probe_s,
             presence_ttl_s=settings.presence_ttl_s,
             pool_size=settings.redis_pool_size,
+            fan_out=traces.fan_out if traces is not None else None,
         ),
     )
+    if traces is not None:
+        broker = traces.broker(broker)
     state = AppState(
         settings=settings,
         broker=broker,
@@ -93,12 +97,15 @@ CHAT_PREFIX = "/ws/chat/"
 GRAPHQL_PATH = "/graphql"
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, traces: tracing.Tracing | None = None) -> FastAPI:
+    """``traces``: OpenTelemetry tracing; by default from the standard environment (off unless
+    OTEL_TRACES_EXPORTER is set)."""
     settings = settings or Settings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        state = build_state(settings)
+        traced = traces if traces is not None else tracing.from_environment()
+        state = build_state(settings, traced)
         app.state.herald = state
         log.info("replica %s starting; broker: %s", settings.replica_id, state.broker.describe())
         if not state.auth.enabled:
@@ -116,6 +123,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await state.connections.stop()
             await state.presence.stop()
             await state.broker.close()
+            if traced is not None:
+                traced.close()
             log.info("replica %s stopped", settings.replica_id)
 
     app = HeraldApp(
@@ -123,6 +132,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="Horizontally scaled real-time pub/sub: chat rooms and GraphQL subscriptions over Redis",
         version="0.1.0",
         lifespan=lifespan,
+        docs_url=None,  # /docs comes from api/routes/docs.py, its assets served locally
+        redoc_url=None,  # ReDoc loads its logo from a CDN: not served
     )
     app.include_router(ops.router)
     app.include_router(chat.router)
@@ -131,6 +142,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(graphql_http.router)
     app.add_api_websocket_route(GRAPHQL_PATH, graphql_socket)
     _add_error_handlers(app)
+    docs.add_docs(app)
     _add_web_page(app)
     return app
 

@@ -1,4 +1,5 @@
 """`herald bench`: Herald against a raw picows broadcaster and FastAPI + encode/broadcaster.
 
-Entry point: :func:`benchmarks.run.main` (also ``python -m benchmarks.run``).
+Ships in Herald's wheel; its dependencies are the ``bench`` extra (``pip install 'herald[bench]'``). The one
+entry point is ``herald bench`` (:func:`benchmarks.run.main`); ``herald bench --help`` lists the options.
 """

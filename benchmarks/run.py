@@ -4,7 +4,7 @@ Every (workload, target) run gets a fresh redis-server (when the target uses one
 loopback, and only one target runs at a time. Runs go workload by workload, round-robin over the targets,
 so background load hits all of them alike; --repeat N keeps each one's median run. Examples::
 
-    python -m benchmarks.run --quick --targets raw      # smoke test, < 30 s
+    herald bench --quick --targets raw                  # smoke test, < 30 s
     herald bench --only W1,W3 --duration 10 --repeat 3
     herald bench --calibrate                            # the load generator's own capacity
 
@@ -24,36 +24,13 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from benchmarks.args import parse_args
 from benchmarks.calibrate import CLIENTS, calibrate, calibration_table
 from benchmarks.coordinator import Tick, run_workload
 from benchmarks.procs import ProcessGroup, raise_fd_limit
 from benchmarks.report import Progress, Results, pick_median, table, write_json
 from benchmarks.targets import TARGETS, attach, herald_available, start_target
 from benchmarks.workloads import DESCRIPTIONS, HERALD_ONLY, WORKLOADS, Options, build
-
-
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="herald bench", description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--duration", type=float, help="seconds of publishing per workload (default 5; --quick 1)")
-    p.add_argument("--subscribers", type=int, help="subscribers in W1, W2, W5 (default 200)")
-    p.add_argument("--replicas", type=int, default=2, help="replicas of herald and broadcaster (default 2)")
-    p.add_argument("--idle", type=int, help="idle connections in W3 (default 2000)")
-    p.add_argument("--rooms", type=int, help="rooms in W4, 2 members each (default 500)")
-    p.add_argument("--rate", type=float, help="W2 publish rate, messages/s (default 500)")
-    p.add_argument("--size", type=int, default=100, help="message text size in bytes (default 100)")
-    p.add_argument("--window", type=int, default=4, help="W1/W5 closed-loop messages in flight (default 4)")
-    p.add_argument("--room-window", type=int, default=16, help="W4 messages in flight per load process (16)")
-    p.add_argument("--only", help="comma-separated workloads, e.g. W1,W3 (default all)")
-    p.add_argument("--targets", default="herald,broadcaster,raw", help="comma-separated: herald,broadcaster,raw")
-    p.add_argument("--attach", help="benchmark running Herald replicas on these ports instead of starting them")
-    p.add_argument("--workers", type=int, default=2, help="load-generator processes (default 2)")
-    p.add_argument("--client", choices=("picows", "websockets"), default="picows", help="load-generator client")
-    p.add_argument("--repeat", type=int, default=1, help="runs of each workload; the median run is kept (default 1)")
-    p.add_argument("--quick", action="store_true", help="short runs with small counts (smoke test)")
-    p.add_argument("--calibrate", action="store_true", help="only measure the load generator (W1 on raw, each client)")
-    p.add_argument("--out", type=Path, default=Path("bench-results/latest.json"), help="JSON results file")
-    p.add_argument("--logs", type=Path, help="keep server logs in this directory (default: a deleted temp dir)")
-    return p.parse_args(argv)
 
 
 def options_from(args: argparse.Namespace) -> Options:

@@ -15,7 +15,6 @@ from benchmarks.procs import Proc, ProcessGroup, free_port, start_redis, wait_po
 from benchmarks.wire import chat_url
 
 TARGETS = ("herald", "broadcaster", "raw")
-REPO_ROOT = Path(__file__).resolve().parent.parent
 
 # The publisher is closed-loop, so Herald's per-client rate limit and send queue must not be what is measured.
 HERALD_BENCH_ENV = {
@@ -77,8 +76,8 @@ def start_target(name: str, replicas: int, group: ProcessGroup) -> Running:
         elif name == "broadcaster":
             argv = [sys.executable, "-m", "uvicorn", "benchmarks.peer_broadcaster:app", "--host", "127.0.0.1"]
             argv += ["--port", str(port), "--log-level", "warning", "--no-access-log"]
-            env = {"PEER_REDIS_URL": redis_url, "PEER_REPLICA_ID": f"b{i}", "PYTHONPATH": str(REPO_ROOT)}
-            proc = group.start(f"broadcaster-b{i}", argv, env=env, cwd=REPO_ROOT)
+            env = {"PEER_REDIS_URL": redis_url, "PEER_REPLICA_ID": f"b{i}"}
+            proc = group.start(f"broadcaster-b{i}", argv, env=env)
         else:
             raise ValueError(f"unknown target {name!r}; choose from {', '.join(TARGETS)}")
         servers.append(proc)
@@ -90,8 +89,8 @@ def start_target(name: str, replicas: int, group: ProcessGroup) -> Running:
 
 def _start_raw(group: ProcessGroup) -> Running:
     port = free_port()
-    env = {"PYTHONPATH": str(REPO_ROOT)}
-    proc = group.start("raw", [sys.executable, "-m", "benchmarks.baseline_picows", "--port", str(port)], env, REPO_ROOT)
+    # benchmarks/ is an installed package (the bench extra), so the same interpreter finds it anywhere.
+    proc = group.start("raw", [sys.executable, "-m", "benchmarks.baseline_picows", "--port", str(port)])
     _probe(proc, port)
     note = "raw is one process without Redis: 'replica A' and 'replica B' are the same process"
     return Running("raw", [port], [proc.pid], None, [note])

@@ -61,7 +61,7 @@ class RedisBroker:
         self.client = client
         self.options = options
         self._description = description
-        self.hub = Hub()
+        self.hub = Hub(options.fan_out)
         self.listener = Listener(self.hub, options.prefix, self.read_page, self._link)
         self.presence = Presence(client, options.prefix, options.replica_id, options.presence_ttl_s)
         self._publisher = Publisher(client, resources.files("broker").joinpath("lua/publish.lua").read_text())

@@ -34,6 +34,8 @@ class BrokerOptions:
     presence_ttl_s: float = 30.0
     #: command connections (the pub/sub link has its own)
     pool_size: int = 64
+    #: wraps the local fan-out of one event once, at start (tracing); None: the plain function, no cost
+    fan_out: Callable[[Callable[[Event], None]], Callable[[Event], None]] | None = None
 
 
 @dataclass(frozen=True, slots=True)

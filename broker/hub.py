@@ -10,17 +10,24 @@ client with 1013), never the hub's. Positions, replays and gaps are
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from broker.types import Event, Sink
 
 log = logging.getLogger(__name__)
 
 
+Deliver = Callable[[Event], None]
+
+
 class Hub:
-    def __init__(self) -> None:
+    def __init__(self, wrap: Callable[[Deliver], Deliver] | None = None) -> None:
         self._sinks: dict[str, dict[Sink, None]] = {}
         # Snapshot per channel, rebuilt on change: sinks may come and go while we iterate.
         self._snapshots: dict[str, tuple[Sink, ...]] = {}
+        #: hand an event to every local sink of its channel: ``_deliver``, or that wrapped once here (a
+        #: tracing span), so the hot path checks nothing per event
+        self.deliver: Deliver = self._deliver if wrap is None else wrap(self._deliver)
 
     def add(self, channel: str, sink: Sink) -> bool:
         """Register ``sink``; True when it is the channel's first."""
@@ -44,7 +51,7 @@ class Hub:
     def count(self, channel: str) -> int:
         return len(self._sinks.get(channel, ()))
 
-    def deliver(self, event: Event) -> None:
+    def _deliver(self, event: Event) -> None:
         """Hand ``event`` to every local sink of its channel."""
         for sink in self._snapshots.get(event.channel, ()):
             try:

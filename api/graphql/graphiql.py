@@ -1,63 +1,58 @@
-"""A minimal, self-contained query page for ``GET /graphql`` in a browser.
+"""GraphiQL for ``GET /graphql`` in a browser, served entirely from the package.
 
-GraphiQL itself loads from a CDN, which an offline deployment cannot reach; this page needs nothing but the
-server: it POSTs the query (with variables and an optional bearer token) and shows the JSON answer.
+The GraphiQL 3 UMD build, React 18 and graphql-ws are vendored under ``api/static/vendor`` (see its README for
+versions and licences), so the page works offline: schema explorer, autocomplete, queries and mutations over
+HTTP, subscriptions over graphql-transport-ws on the same path. URLs are relative to ``/graphql``, so the page
+also works behind a path prefix.
+
+A token (when auth is on) goes in ``?token=`` on the page's URL: it becomes the ``Authorization`` header of HTTP
+requests and the ``connection_init`` payload of the WebSocket.
 """
 
 from __future__ import annotations
 
-PAGE = """<!doctype html>
+VENDOR = "static/vendor"
+
+PAGE = f"""<!doctype html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
 <title>Herald GraphQL</title>
-<style>
-  body { font: 14px system-ui, sans-serif; margin: 1rem; display: grid; gap: .5rem;
-         grid-template-columns: 1fr 1fr; grid-template-rows: auto 1fr auto; height: calc(100vh - 2rem); }
-  header { grid-column: 1 / 3; display: flex; gap: .5rem; align-items: center; }
-  textarea, pre { font: 13px ui-monospace, monospace; border: 1px solid #bbb; border-radius: 4px;
-                  padding: .5rem; margin: 0; overflow: auto; }
-  #query { grid-row: 2; } #result { grid-row: 2 / 4; grid-column: 2; background: #f7f7f7; }
-  #variables { grid-row: 3; height: 6rem; }
-  input { flex: 1; }
-</style>
+<link rel="icon" href="data:,">
+<link rel="stylesheet" href="{VENDOR}/graphiql/graphiql.min.css">
+<style>html, body, #graphiql {{ height: 100%; margin: 0; }}</style>
 </head>
 <body>
-<header>
-  <strong>Herald GraphQL</strong>
-  <button id="run" title="Ctrl+Enter">Run</button>
-  <input id="token" placeholder="bearer token (needed for mutations when auth is on)">
-</header>
-<textarea id="query" spellcheck="false" aria-label="query">{
-  books(limit: 5) { isbn title author addedAt offset }
-}</textarea>
-<pre id="result" aria-live="polite"></pre>
-<textarea id="variables" spellcheck="false" aria-label="variables" placeholder='variables, e.g. {"room": "lobby"}'>
-</textarea>
+<div id="graphiql">Loading GraphiQL…</div>
+<script src="{VENDOR}/react/react.production.min.js"></script>
+<script src="{VENDOR}/react-dom/react-dom.production.min.js"></script>
+<script src="{VENDOR}/graphql-ws/graphql-ws.min.js"></script>
+<script src="{VENDOR}/graphiql/graphiql.min.js"></script>
 <script>
-const $ = (id) => document.getElementById(id);
-async function run() {
-  let variables = null;
-  try {
-    variables = $("variables").value.trim() ? JSON.parse($("variables").value) : null;
-  } catch (e) {
-    $("result").textContent = "variables: " + e.message;
-    return;
-  }
-  const headers = { "Content-Type": "application/json" };
-  if ($("token").value.trim()) headers.Authorization = "Bearer " + $("token").value.trim();
-  $("result").textContent = "…";
-  try {
-    const r = await fetch(location.pathname, {
-      method: "POST", headers, body: JSON.stringify({ query: $("query").value, variables }),
-    });
-    $("result").textContent = `HTTP ${r.status}\\n` + JSON.stringify(await r.json(), null, 2);
-  } catch (e) {
-    $("result").textContent = String(e);
-  }
-}
-$("run").addEventListener("click", run);
-document.addEventListener("keydown", (e) => { if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) run(); });
+(() => {{
+  const token = new URLSearchParams(location.search).get("token");
+  const http = location.origin + location.pathname;
+  const ws = http.replace(/^http/, "ws");
+  const fetcher = GraphiQL.createFetcher({{
+    url: http,
+    headers: token ? {{ Authorization: "Bearer " + token }} : {{}},
+    wsClient: graphqlWs.createClient({{
+      url: ws,
+      lazy: true,
+      connectionParams: token ? {{ token }} : {{}},
+    }}),
+  }});
+  const defaultQuery = `# Herald GraphQL. Ctrl-Enter runs; the Docs button explores the schema.
+# Subscriptions run over the graphql-transport-ws WebSocket on this path.
+{{
+  books(limit: 5) {{ isbn title author addedAt offset }}
+}}
+`;
+  ReactDOM.createRoot(document.getElementById("graphiql")).render(
+    React.createElement(GraphiQL, {{ fetcher, defaultQuery, isHeadersEditorEnabled: true }}),
+  );
+}})();
 </script>
 </body>
 </html>

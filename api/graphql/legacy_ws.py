@@ -95,7 +95,7 @@ class GraphQLWS(OperationTable):
         if type_ == "connection_init":
             return self._connection_init(message.get("payload"))
         if type_ == "connection_terminate":
-            return self._close(CloseCode.NORMAL, "")
+            return self._close(CloseCode.NORMAL, "connection_terminate")
         if type_ in ("start", "stop"):
             if self.principal is not None:
                 return self._operation(message)
@@ -114,7 +114,10 @@ class GraphQLWS(OperationTable):
             principal = self._authorize(payload)
         except Exception:
             logger.exception("authorizer raised on connection_init")
-            return [_connection_error("Internal server error"), *self._close(CloseCode.INTERNAL_ERROR, "")]
+            return [
+                _connection_error("Internal server error"),
+                *self._close(CloseCode.INTERNAL_ERROR, CLOSE_CODE_EXPLANATIONS[CloseCode.INTERNAL_ERROR]),
+            ]
         if principal is None:
             return [_connection_error("Forbidden"), *self._close(CloseCode.GQL_FORBIDDEN, "Forbidden")]
         self.principal = principal

@@ -25,6 +25,8 @@ from typing import Any
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.frames import Frame, Opcode
 
+from api.errors import CLOSE_CODE_EXPLANATIONS, CloseCode
+
 EXTENSION = "herald.frame_writer"
 
 _OP_TEXT_FIN = 0x81
@@ -99,6 +101,18 @@ class HeraldWebSocketProtocol(WebSocketsSansIOProtocol):
         ):
             self.frame_writer = FrameWriter(self)
             self.scope["extensions"][EXTENSION] = {"writer": self.frame_writer}
+
+    def shutdown(self) -> None:
+        # uvicorn closes every open socket 1012 with an empty reason when the server stops; a client's
+        # log should say why and what to do, as every other close Herald sends does.
+        if self.handshake_complete and not self.close_sent:
+            self.stop_keepalive()
+            self.queue.put_nowait({"type": "websocket.disconnect", "code": CloseCode.SERVICE_RESTART})
+            self.conn.send_close(CloseCode.SERVICE_RESTART, CLOSE_CODE_EXPLANATIONS[CloseCode.SERVICE_RESTART])
+            self.transport.write(b"".join(self.conn.data_to_send()))
+            self.transport.close()
+            return
+        super().shutdown()
 
     def resume_writing(self) -> None:
         super().resume_writing()

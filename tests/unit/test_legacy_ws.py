@@ -93,7 +93,7 @@ def test_authorizer_that_raises_sends_connection_error_and_closes_1011() -> None
 
     actions = GraphQLWS(boom).receive(init())
     assert frames(actions[:1])[0]["type"] == "connection_error"
-    assert actions[1:] == [Close(CloseCode.INTERNAL_ERROR, "")]
+    assert actions[1:] == [Close(CloseCode.INTERNAL_ERROR, "internal error")]
 
 
 def test_connection_init_with_non_object_payload_gets_connection_error_and_stays_open(fresh: GraphQLWS) -> None:
@@ -142,7 +142,7 @@ def test_unknown_type_without_id_gets_error_frame_without_id(p: GraphQLWS) -> No
 
 
 def test_connection_terminate_closes_1000(p: GraphQLWS) -> None:
-    assert p.receive(msg(type="connection_terminate")) == [Close(CloseCode.NORMAL, "")]
+    assert p.receive(msg(type="connection_terminate")) == [Close(CloseCode.NORMAL, "connection_terminate")]
 
 
 # --- start / stop ------------------------------------------------------------------------------------------
