@@ -96,6 +96,7 @@ class Listener:
                 await self.link.subscribe([name])
             except Unavailable:
                 self._forget(channel, sink)
+                await self.link.unsubscribe([name])  # else a reconnect would subscribe it for nobody
                 raise
 
     async def detach(self, channel: str, sink: Sink) -> None:

@@ -94,6 +94,8 @@ class PubSubLink:
             await asyncio.wait_for(self._connected.wait(), wait_s)
 
     def _spawn(self) -> None:
+        if self._stopping:
+            return
         self._task = asyncio.create_task(self._run(), name="herald-pubsub")
         self._task.add_done_callback(self._supervise)
 
@@ -103,7 +105,7 @@ class PubSubLink:
             return
         log.error("pub/sub task ended unexpectedly (%r); restarting it", task.exception())
         self._lose(Unavailable(UNAVAILABLE))
-        self._spawn()
+        asyncio.get_running_loop().call_later(backoff_delay(3), self._spawn)
 
     async def stop(self) -> None:
         self._stopping = True
@@ -141,7 +143,7 @@ class PubSubLink:
     async def _send_subscribe(self, pubsub: Any, names: list[str]) -> None:
         try:
             await pubsub.subscribe(*names)
-        except (RedisError, OSError) as exc:
+        except (RedisError, OSError, RuntimeError) as exc:
             # the reader fails on the same connection and reconnects; these wait no longer
             self._fail(names, exc)
 
@@ -149,8 +151,9 @@ class PubSubLink:
         self._wanted.difference_update(names)
         self._restoring.difference_update(names)
         if self._pubsub is not None and names:
-            # A failed UNSUBSCRIBE is harmless: a reconnect subscribes only what is wanted.
-            with contextlib.suppress(RedisError, OSError):
+            # A failed UNSUBSCRIBE is harmless: a reconnect subscribes only what is wanted. (RuntimeError:
+            # the transport closed under us as the link was being given up.)
+            with contextlib.suppress(RedisError, OSError, RuntimeError):
                 await self._pubsub.unsubscribe(*names)
 
     def _fail(self, names: Sequence[str], exc: BaseException) -> None:
@@ -187,7 +190,14 @@ class PubSubLink:
         if was_ready:
             self.reconnects += 1
             if self._wanted:
-                self._on_lost(sorted(self._wanted))
+                self._tell(self._on_lost, sorted(self._wanted))
+
+    @staticmethod
+    def _tell(callback: OnChannels, names: list[str]) -> None:
+        try:
+            callback(names)
+        except Exception:  # the link's own bookkeeping must go on whatever a listener does
+            log.exception("pub/sub listener failed on %d channel(s)", len(names))
 
     async def _connect(self) -> None:
         pubsub = self._client.pubsub()
@@ -224,8 +234,9 @@ class PubSubLink:
             self._probe = secrets.token_hex(8)
             self._probe_seen.clear()
             try:
-                await self._client.publish(self._control, self._probe)
-                await asyncio.wait_for(self._probe_seen.wait(), self._probe_s)
+                async with asyncio.timeout(self._probe_s):
+                    await self._client.publish(self._control, self._probe)
+                    await self._probe_seen.wait()
             except TimeoutError as exc:
                 raise LinkLost(f"probe not back within {self._probe_s:g} s") from exc
 
@@ -253,7 +264,7 @@ class PubSubLink:
             future.set_result(None)
         if name in self._restoring:
             self._restoring.discard(name)
-            self._on_restored([name])
+            self._tell(self._on_restored, [name])
 
     async def _close_pubsub(self) -> None:
         pubsub, self._pubsub = self._pubsub, None

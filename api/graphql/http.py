@@ -9,7 +9,7 @@ and SPEC §7 want them:
 - 405 for a mutation (or subscription) sent with GET;
 - 401 for a mutation without a valid token when auth is on (a query with an invalid token too: reads are open,
   but a token that is given must be valid), with a GraphQL ``errors`` body;
-- 503 for a mutation refused because Redis is unavailable (nothing was published; retrying is safe).
+- 503 for a mutation Redis did not run or did not confirm (the error says which; a retry is safe with a key).
 
 A browser's GET without a query gets a minimal, self-contained query page (no CDN is reachable offline).
 """

@@ -36,6 +36,7 @@ from tests.helpers.chat import (
     rss_kib,
     send,
 )
+from tests.helpers.proxy import FreezableProxy
 from tests.helpers.servers import Herald, RedisServer
 
 pytestmark = [pytest.mark.redis, pytest.mark.e2e]
@@ -117,7 +118,11 @@ async def test_a_client_whose_replica_missed_more_than_the_history_is_told(
         os.kill(a.process.pid, signal.SIGCONT)
 
     # The chat client is closed 4010 instead of being left with a hole...
-    assert await chat.closed() == CloseCode.INSUFFICIENT_STATE
+    try:
+        code = await chat.closed()
+    finally:
+        print(f"\ndelivered live {len(chat.texts)} of 401; closed with {chat.ws.close_code}")
+    assert code == CloseCode.INSUFFICIENT_STATE
     delivered = len(chat.texts)
     assert delivered < 401, "the test must make the replica miss events"
     # ...and resuming where it stopped, it learns that history does not reach back that far.
@@ -413,3 +418,28 @@ async def test_one_socket_cannot_run_more_than_its_operations_cap(
     assert refused == {str(n) for n in range(100, 10_000)}
     assert await ametric(herald.http, "herald_graphql_subscriptions") == 100
     await storm.close()
+
+
+# -- 7. a pub/sub link that stays open but stops delivering -----------------------------------------------------
+
+
+async def test_a_stuck_pubsub_link_is_noticed_by_its_probe_and_the_gap_replayed(
+    own_redis: RedisServer, herald_factory: Callable[..., Herald]
+) -> None:
+    proxy = await FreezableProxy(own_redis.port).start()
+    try:
+        b = herald_factory(own_redis.url, HERALD_HEARTBEAT_S="3600")
+        # started from a thread: the proxy lives on this test's event loop, which must keep running
+        a = await asyncio.to_thread(herald_factory, proxy.url, HERALD_PUBSUB_PROBE_S="1", HERALD_HEARTBEAT_S="3600")
+        room = f"r{uuid.uuid4().hex[:8]}"
+        ws, _ = await connect(a.ws, room)
+        expected = await post_many(b, room, ["before"])
+        assert (await frame_where(ws, lambda f: f["type"] == "message"))["id"] == expected[0]
+        proxy.freeze()  # A's pub/sub connection (and its idle command connections) go silent
+        expected = await post_many(b, room, [f"during {n}" for n in range(5)])
+        got = [await frame_where(ws, lambda f: f["type"] == "message", within=WAIT_S) for _ in range(5)]
+        assert [f["id"] for f in got] == expected
+        assert "probe not back" in a.log()
+        await ws.close()
+    finally:
+        await proxy.close()
