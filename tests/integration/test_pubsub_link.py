@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 import redis.asyncio as aioredis
 
 from broker import BrokerOptions, Event
 from broker.broker import RedisBroker
+from tests.helpers.chat import eventually
 from tests.helpers.servers import RedisServer
 
 pytestmark = [pytest.mark.redis]
@@ -25,10 +26,11 @@ async def broker(redis_server: RedisServer, key_prefix: str) -> AsyncIterator[Re
     await broker.close()
 
 
-async def until(check: object, what: str) -> None:
-    async with asyncio.timeout(WAIT_S):
-        while not check():  # type: ignore[operator]
-            await asyncio.sleep(0.01)
+async def until(check: Callable[[], bool], what: str) -> None:
+    async def holds() -> bool:
+        return check()
+
+    await eventually(holds, WAIT_S, what, interval=0.01)
 
 
 async def test_a_read_task_that_fails_for_any_reason_reconnects_and_replays_the_gap(broker: RedisBroker) -> None:
