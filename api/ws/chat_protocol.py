@@ -117,13 +117,14 @@ class ChatProtocol:
             frame = _ClientFrame.validate_json(text)
         except ValidationError as exc:
             return [Reply(error_frame(ErrorCode.BAD_REQUEST, _explain(exc)))]
-        if isinstance(frame, _MessageFrame):
-            if not self.bucket.take():
-                self.rate_limited += 1
-                return [Reply(error_frame(ErrorCode.RATE_LIMITED, "too many messages; slow down"))]
-            return [Publish(frame.text, frame.key)]
         if isinstance(frame, _PingFrame):
             return [PONG]
+        # messages and presence requests both cost Redis work: both count toward HERALD_RATE_LIMIT
+        if not self.bucket.take():
+            self.rate_limited += 1
+            return [Reply(error_frame(ErrorCode.RATE_LIMITED, "too many requests; slow down"))]
+        if isinstance(frame, _MessageFrame):
+            return [Publish(frame.text, frame.key)]
         return [AskPresence()]
 
     def receive_bytes(self, data: bytes) -> list[ChatAction]:

@@ -26,9 +26,11 @@ from tests.helpers.chat import (
     eventually,
     frame_where,
     next_frame,
+    post_message,
     raw_handshake,
     rss_kib,
     send,
+    wait_until,
 )
 from tests.helpers.servers import Herald, RedisServer
 
@@ -107,6 +109,28 @@ async def test_rate_limited_messages_get_error_frames_and_are_never_published(
     assert await ametric(herald.http, "herald_rate_limited_total") - limited_before == refused
     await sender.close()
     await listener.close()
+
+
+async def test_presence_requests_count_toward_the_rate_limit(
+    redis_server: RedisServer, herald_factory: Callable[..., Herald]
+) -> None:
+    rate, burst, sent = 2.0, 5, 30
+    herald = herald_factory(redis_server.url, HERALD_RATE_LIMIT=str(rate), HERALD_RATE_BURST=str(burst))
+    asker, _ = await connect(herald.ws, room(), user="asker")
+    started = time.monotonic()
+    for _ in range(sent):
+        await send(asker, {"type": "presence"})
+    answered = refused = 0
+    while answered + refused < sent:
+        frame = await frame_where(asker, lambda f: f["type"] in ("presence", "error"))
+        if frame["type"] == "error":
+            assert frame["code"] == ErrorCode.RATE_LIMITED
+            refused += 1
+        else:
+            answered += 1
+    # each presence answer is a Redis script call: a flood of them is held to the same rate as messages
+    assert burst <= answered <= burst + rate * (time.monotonic() - started) + 1
+    await asker.close()
 
 
 async def test_beyond_max_connections_a_new_socket_is_closed_1013(
@@ -196,3 +220,28 @@ async def test_a_client_that_stops_reading_is_dropped_and_nobody_else_misses_any
         slow.close()
         for ws, _ in readers:
             await ws.close()
+
+
+async def test_an_abandoned_room_expires_and_says_so_to_a_client_resuming_in_it_books_never_expire(
+    redis_server: RedisServer, herald_factory: Callable[..., Herald], key_prefix: str
+) -> None:
+    herald = herald_factory(redis_server.url, HERALD_HISTORY_TTL_S="1")
+    name = room()
+    offset = await post_message(herald.http, name, "hello")
+    async with httpx.AsyncClient(timeout=5) as client:
+        book = await client.post(f"{herald.http}/api/books", json={"isbn": f"i-{name}", "title": "t", "author": "a"})
+        assert book.status_code == 201
+    redis = redis_server.client()
+    room_keys = redis.keys(f"{key_prefix}:{{chat:{name}}}:*")
+    assert len(room_keys) == 2  # its stream and its meta hash
+    assert all(0 < redis.ttl(key) <= 1 for key in room_keys)
+
+    def expired() -> bool:
+        return not redis.keys(f"{key_prefix}:{{chat:{name}}}:*")
+
+    await asyncio.to_thread(wait_until, expired, 5, "the room's keys to expire")
+    ws, welcome = await connect(herald.ws, name, since=offset)
+    assert welcome["recovered"] is False
+    await ws.close()
+    book_keys = redis.keys(f"{key_prefix}:{{books}}:*")
+    assert book_keys and all(redis.ttl(key) == -1 for key in book_keys)  # books never expire

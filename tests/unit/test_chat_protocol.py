@@ -218,13 +218,15 @@ def test_the_limit_refills_at_the_configured_rate(clock: Clock) -> None:
     assert error_of(p.receive(message("c")))["code"] == "rate_limited"
 
 
-def test_only_message_frames_count_toward_the_limit(clock: Clock) -> None:
-    p = machine(clock, rate=1, burst=1)
+def test_messages_and_presence_requests_count_toward_the_limit_pings_do_not(clock: Clock) -> None:
+    p = machine(clock, rate=1, burst=2)
     for _ in range(50):
         assert p.receive('{"type":"ping"}') == [PONG]
-        assert p.receive('{"type":"presence"}') == [AskPresence()]
+    assert p.receive('{"type":"presence"}') == [AskPresence()]
     assert p.receive(message("first")) == [Publish("first")]
+    assert error_of(p.receive('{"type":"presence"}'))["code"] == "rate_limited"
     assert error_of(p.receive(message("second")))["code"] == "rate_limited"
+    assert p.rate_limited == 2
     assert p.receive('{"type":"ping"}') == [PONG]
 
 
