@@ -125,9 +125,14 @@ async def post(broker: Broker, channel: str, data: str = "{}") -> str:
     return (await broker.publish(channel, data)).offset
 
 
-async def settle() -> None:
-    """Let in-flight pub/sub messages arrive: used only before asserting that nothing more came."""
-    await asyncio.sleep(50 * MS)
+async def barrier(broker: Broker, channel: str, *collectors: Collector) -> str:
+    """Publish a marker and wait until every collector has it. A channel's events arrive in order, so
+    anything still in flight before it (a late duplicate, say) has arrived too: then assert on the rest."""
+    marker = await post(broker, channel, '{"barrier":true}')
+    for got in collectors:
+        await got.wait_for_offset(marker)
+        assert got.offsets[-1] == marker
+    return marker
 
 
 async def numsub(url: str, broker: Broker, channel: str) -> int:
@@ -335,10 +340,8 @@ async def test_every_local_sink_gets_the_same_event_object_once(broker: Broker) 
     second, b = await join(broker, "chat:a")
     other, c = await join(broker, "chat:b")
     offset = await post(broker, "chat:a", '{"x":1}')
-    await a.wait_for(1)
-    await b.wait_for(1)
-    await settle()
-    assert a.offsets == b.offsets == [offset]
+    marker = await barrier(broker, "chat:a", a, b)
+    assert a.offsets == b.offsets == [offset, marker]
     assert a.events[0] is b.events[0], "decoded once per replica, not once per sink"
     assert c.events == []
     for subscription in (first, second, other):
@@ -442,7 +445,7 @@ async def test_subscribers_joining_during_a_publish_storm_see_a_gapless_duplicat
                 await got.wait_for_offset(expected[-1])
         assert got.offsets == expected, f"since={since}"
         assert subscription.recovered is (None if since is None else True)
-    await settle()
+    await barrier(broker, channel, *(got for _, got, _ in joined))
     for subscription, got, since in joined:
         assert len(got.offsets) == len(set(got.offsets)), f"no late duplicate (since={since})"
         await subscription.close()
@@ -476,10 +479,8 @@ async def test_a_hundred_concurrent_first_subscribers_share_one_subscribe(broker
     assert broker.hub.count(channel) == 100
     assert await subscribers_in_redis(broker, channel) == 1
     offset = await post(broker, channel, "{}")
-    for _, got in joined:
-        await got.wait_for_offset(offset)
-    await settle()
-    assert all(got.offsets == [offset] for _, got in joined)
+    marker = await barrier(broker, channel, *(got for _, got in joined))
+    assert all(got.offsets == [offset, marker] for _, got in joined)
     await asyncio.wait_for(asyncio.gather(*(sub.close() for sub, _ in joined)), WAIT_S)
     assert broker.stats().channels == 0
     assert await subscribers_in_redis(broker, channel) == 0
@@ -547,3 +548,26 @@ async def test_a_publish_is_one_evalsha_however_many_listen(replicas: BrokerFact
     for _, got in subscriptions:
         await got.wait_for_offset(offsets[-1])
         assert got.offsets == [warm_up, *offsets]
+
+
+async def test_publishes_after_redis_forgot_the_script_are_run_again_once(
+    replicas: BrokerFactory, redis_server: RedisServer
+) -> None:
+    broker = await replicas()
+    subscription, got = await join(broker, "chat:flushed")
+    await post(broker, "chat:flushed")  # the script is loaded
+    redis_server.client().script_flush()  # as a Redis restart would
+    offsets = await asyncio.gather(*(post(broker, "chat:flushed", f'{{"n":{n}}}') for n in range(5)))
+    await got.wait_for_offset(offsets[-1])
+    assert got.offsets[1:] == list(offsets)  # each ran exactly once, in arrival order
+    await subscription.close()
+
+
+async def test_more_concurrent_publishes_than_one_pipeline_carries_all_land_in_arrival_order(broker: Broker) -> None:
+    from broker.publisher import BATCH_LIMIT
+
+    count = 2 * BATCH_LIMIT + 10
+    offsets = await asyncio.gather(*(post(broker, "chat:burst", f'{{"n":{n}}}') for n in range(count)))
+    assert sorted(offsets, key=parse_offset) == list(offsets)
+    history = await broker.history("chat:burst", SINCE_START, count)
+    assert [event.data for event in history] == [f'{{"n":{n}}}' for n in range(count)]
