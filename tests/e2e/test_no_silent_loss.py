@@ -165,23 +165,25 @@ async def test_a_malformed_pubsub_payload_is_skipped_and_fan_out_goes_on(
 
 
 async def test_a_replay_outrun_by_live_events_rereads_the_stream_and_loses_nothing(
-    own_redis: RedisServer, herald_factory: Callable[..., Herald]
+    own_redis: RedisServer, herald_factory: Callable[..., Herald], key_prefix: str
 ) -> None:
     # A subscriber buffers at most 5 live events while it replays: a publish storm overflows it many times.
     a = herald_factory(own_redis.url, HERALD_SEND_QUEUE="5", HERALD_HEARTBEAT_S="3600")
     room = f"r{uuid.uuid4().hex[:8]}"
-    first = await post_many(a, room, [f"old{n}" for n in range(300)])
-    storm = asyncio.create_task(post_many(a, room, [f"new{n}" for n in range(100)]))
+    await fill_room(own_redis.url, key_prefix, room, 300, 30_000)  # a replay that takes a while
     ws, welcome = await connect(a.ws, room, since="0")
+    storm = asyncio.create_task(fill_room(own_redis.url, key_prefix, room, 300, 1000))  # while it replays
     assert welcome["recovered"] is True
     got: list[str] = []
     async with asyncio.timeout(WAIT_S):
-        later = await storm
-        while len(got) < 400:
+        await storm
+        while len(got) < 600:
             frame = await next_frame(ws)
             if frame["type"] == "message":
                 got.append(frame["id"])
-    assert got == first + later
+    async with httpx.AsyncClient(timeout=10) as client:
+        history = (await client.get(f"{a.http}/api/chat/{room}/messages", params={"limit": 1000})).json()
+    assert got == [m["id"] for m in history]  # all 600, in order, once
     await ws.close()
 
 
