@@ -3,19 +3,25 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import os
 import signal
+import socket
 import sys
 import threading
+import warnings
 from collections.abc import Sequence
 from importlib import metadata
 from types import FrameType
 
 import uvicorn
+from jwt.warnings import InsecureKeyLengthWarning
+from pydantic import ValidationError
 
 from api.auth import Auth
 from api.logs import configure
+from api.models import is_room
 from api.settings import Settings
 from api.ws.fastpath import HeraldWebSocketProtocol
 
@@ -84,10 +90,31 @@ def _version() -> str:
         return "unknown"
 
 
+def _listen(host: str, port: int) -> socket.socket:
+    """Bind before anything starts, so a taken port is one line and status 2, not a half-started replica."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        why = "the address is already in use" if exc.errno == errno.EADDRINUSE else exc.strerror
+        raise CommandError(f"herald serve: cannot listen on {host}:{port}: {why}") from None
+    return sock
+
+
+class CommandError(Exception):
+    """A refusal worth one line on stderr and exit status 2."""
+
+
 def serve(settings: Settings) -> int:
     from api.app import create_app
 
+    listener = _listen(settings.host, settings.port)
     configure(settings.log_level, settings.log_format)
+    # Herald warns about a short HERALD_JWT_SECRET itself, once, at start-up
+    warnings.filterwarnings("ignore", category=InsecureKeyLengthWarning)
     config = uvicorn.Config(
         create_app(settings),
         host=settings.host,
@@ -111,7 +138,7 @@ def serve(settings: Settings) -> int:
     # handler in place that ends the process with status 0 instead of death by signal.
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, _stopped)
-    _Server(config, settings.shutdown_grace_s).run()
+    _Server(config, settings.shutdown_grace_s).run(sockets=[listener])
     return 0
 
 
@@ -146,10 +173,18 @@ def _force_exit(grace_s: float) -> None:
 def token(user: str, ttl: float | None, channels: str | None) -> int:
     settings = Settings()
     if not settings.jwt_secret:
-        print("herald token: HERALD_JWT_SECRET is not set", file=sys.stderr)
-        return 2
+        raise CommandError("herald token: HERALD_JWT_SECRET is not set")
+    if ttl is not None and not ttl > 0:
+        raise CommandError(f"herald token: --ttl must be a positive number of seconds, not {ttl:g}")
     rooms = [c.strip() for c in channels.split(",") if c.strip()] if channels else None
-    print(Auth(settings.jwt_secret).issue(user, ttl, rooms))
+    bad = [room for room in rooms or () if not is_room(room)]
+    if bad:
+        raise CommandError(f"herald token: not room names (letters, digits, _ . -, 1-64): {', '.join(bad)}")
+    if len(settings.jwt_secret.encode()) < 32:
+        print("herald token: warning: HERALD_JWT_SECRET is shorter than 32 bytes", file=sys.stderr)
+    with warnings.catch_warnings():  # said once above, in Herald's words
+        warnings.simplefilter("ignore", InsecureKeyLengthWarning)
+        print(Auth(settings.jwt_secret).issue(user, ttl, rooms))
     return 0
 
 
@@ -166,6 +201,18 @@ def bench(args: Sequence[str]) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except CommandError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    except ValidationError as exc:
+        problems = "; ".join(f"HERALD_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors())
+        print(f"herald: invalid settings: {problems}", file=sys.stderr)
+        return 2
+
+
+def _main(argv: Sequence[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["bench"]:  # every later argument belongs to the benchmark's own parser
         return bench(argv[1:])
