@@ -16,16 +16,17 @@ from redis.exceptions import RedisError
 
 from broker import history
 from broker.catchup import CatchUp, Read, replay_pages
-from broker.connect import create_redis, is_memory, redact
+from broker.connect import create_redis, dedicated, is_memory, redact
 from broker.errors import Duplicate, Unavailable
 from broker.facade import BrokerOptions, BrokerStats, Published, StoredBook
-from broker.history import HistoryPage
+from broker.history import HistoryPage, PageQuery
 from broker.hub import Hub
 from broker.keys import BOOKS_CHANNEL, ChannelKeys, book_index_key, book_key, idempotency_key
 from broker.listener import Listener
 from broker.presence import Presence
 from broker.publisher import Publisher
 from broker.pubsub import PubSubLink
+from broker.reads import PageReader
 from broker.types import Event, Offset, Sink, parse_offset
 
 log = logging.getLogger(__name__)
@@ -64,6 +65,7 @@ class RedisBroker:
         self.hub = Hub(options.fan_out)
         self.listener = Listener(self.hub, options.prefix, self.read_page, self._link)
         self.presence = Presence(client, options.prefix, options.replica_id, options.presence_ttl_s)
+        self._reads = PageReader(client)
         self._publisher = Publisher(client, resources.files("broker").joinpath("lua/publish.lua").read_text())
 
     @classmethod
@@ -74,6 +76,7 @@ class RedisBroker:
     def _link(self, listener: Listener) -> PubSubLink:
         return PubSubLink(
             self.client,
+            probe_client=dedicated(self.client),
             control=f"{self.options.prefix}:replica:{self.options.replica_id}",
             probe_s=self.options.probe_s,
             on_message=listener.on_message,
@@ -175,12 +178,7 @@ class RedisBroker:
         return subscription
 
     async def read_page(self, channel: str, read: Read) -> HistoryPage:
-        try:
-            if read.after is None:
-                return await history.read_newest(self.client, self.keys(channel))
-            return await history.read_after(self.client, self.keys(channel), read.after, read.count)
-        except (RedisError, OSError) as exc:
-            raise Unavailable(UNAVAILABLE) from exc
+        return await self._reads.read(PageQuery(self.keys(channel), read.after, read.count))
 
     async def history(self, channel: str, since: Offset | None = None, limit: int = 100) -> list[Event]:
         try:

@@ -63,7 +63,7 @@ class CatchUp:
         "_need_read",
         "_page_events",
         "_page_limit",
-        "_seen_live",
+        "_floor",
         "_target",
         "overflows",
         "position",
@@ -91,8 +91,8 @@ class CatchUp:
         # a subscriber without ``since`` starts where the stream ends: its first read asks only that
         self._from_newest = from_newest
         self._epoch = 0
-        # a live event has set the position: floors noted by late readers no longer apply
-        self._seen_live = False
+        # where a replay may start while nothing has been handed on yet (see note_floor)
+        self._floor: ParsedOffset | None = None
         #: how many times the live buffer overflowed and was dropped for a re-read
         self.overflows = 0
 
@@ -113,7 +113,6 @@ class CatchUp:
             buffer.append(event)
             return
         if self._accept(event):
-            self._seen_live = True
             self._target(event)
 
     def _accept(self, event: Event) -> bool:
@@ -123,7 +122,7 @@ class CatchUp:
             if not self._concerns(event):
                 return False
             if position == LAST_POSITION:
-                self.position = None  # the history restarted: everything retained is new
+                self.position = self._floor = None  # the history restarted: everything retained is new
             return True
         if position is not None:
             if self.position is not None and position <= self.position:
@@ -135,10 +134,17 @@ class CatchUp:
         return self.position is None or gap.position is None or self.position < gap.position
 
     def note_floor(self, position: ParsedOffset | None) -> None:
-        """A reader found the stream's newest at ``position`` after this consumer was registered:
-        before any live event arrives, nothing at or below the lowest such floor is new to anyone."""
-        if position is not None and not self._seen_live:
-            self.position = position if self.position is None else min(self.position, position)
+        """A reader found the stream's newest at ``position`` (None: empty) after this consumer was
+        registered. Until an event is handed on, a replay need not start before the lowest such floor.
+        It only says where to *read* from, never what to drop: a reader that found less still needs
+        every live event after its own floor."""
+        if self.position is None:
+            floor = position or (0, 0)
+            self._floor = floor if self._floor is None else min(self._floor, floor)
+
+    def _start(self) -> ParsedOffset:
+        """Where this consumer's next replay starts: after what it was handed, else its floor."""
+        return self.position or self._floor or (0, 0)
 
     # -- the replay side ----------------------------------------------------------------
 
@@ -155,8 +161,7 @@ class CatchUp:
             return None
         if self._from_newest:
             return Read(None, 0, self._epoch)
-        after = format_offset(self.position) if self.position is not None else "0"
-        return Read(after, self._page_events, self._epoch)
+        return Read(format_offset(self._start()), self._page_events, self._epoch)
 
     def page(self, page: HistoryPage, read: Read) -> list[Event]:
         """Feed the reply to ``read``; returns what to hand on, in order (a gap marker first if history fell short)."""
@@ -168,10 +173,10 @@ class CatchUp:
             self._need_read = read.epoch != self._epoch
             return []
         out: list[Event] = []
-        gap = page.gap_after(self.position or (0, 0))
+        gap = page.gap_after(self._start())
         if gap == LAST_POSITION:
             # the position belongs to a history Redis lost: everything retained is new, from the start
-            self.position = None
+            self.position = self._floor = None
             self._need_read = True
             return [Event.gap_marker(page.channel, gap)]
         if gap is not None:

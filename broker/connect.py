@@ -42,3 +42,14 @@ def create_redis(url: str, pool_size: int = 64, pool_timeout_s: float = 5.0) -> 
         return fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer(), **options)
     pool = redis.BlockingConnectionPool.from_url(url, max_connections=pool_size, timeout=pool_timeout_s, **options)
     return redis.Redis.from_pool(pool)
+
+
+def dedicated(client: redis.Redis) -> redis.Redis:
+    """A client of the same server over one connection of its own, outside ``client``'s pool.
+
+    For the pub/sub probe: it must measure Redis, not queue behind a burst that holds every pooled
+    connection (a subscribe storm's history reads), or a busy replica would call Redis dead.
+    """
+    pool = client.connection_pool
+    own = redis.ConnectionPool(connection_class=pool.connection_class, max_connections=1, **pool.connection_kwargs)
+    return redis.Redis.from_pool(own)

@@ -62,33 +62,52 @@ def normalise(since: Offset) -> str:
     return f"{ms}-{seq}"
 
 
-async def read_after(
-    client: redis.Redis, keys: ChannelKeys, since: Offset | None, limit: int | None = None
-) -> HistoryPage:
-    """Events after ``since`` (none when ``since`` is None), plus the stream's bounds, in one atomic round trip."""
+@dataclass(frozen=True, slots=True)
+class PageQuery:
+    """One page read: the events after ``after`` (at most ``limit``) plus the stream's bounds;
+    ``after=None`` asks only for the newest offset. Queued on a pipeline, so reads can share one."""
+
+    keys: ChannelKeys
+    after: Offset | None
+    limit: int | None = None
+
+    def queue(self, pipe: Any) -> int:
+        """Queue this read's commands on ``pipe``; returns how many replies they make."""
+        keys = self.keys
+        if self.after is None:
+            pipe.xrevrange(keys.stream, max="+", min="-", count=1)
+            return 1
+        # Nothing can follow the largest id, and Redis refuses "(" before it rather than answer empty.
+        ranged = parse_offset(self.after) != LAST_POSITION
+        if ranged:
+            pipe.xrange(keys.stream, min=f"({normalise(self.after)}", max="+", count=self.limit)
+        pipe.hmget(keys.meta, ["trimmed", "origin"])
+        pipe.xrevrange(keys.stream, max="+", min="-", count=1)
+        return 3 if ranged else 2
+
+    def parse(self, replies: list[Any]) -> HistoryPage:
+        channel = self.keys.channel
+        newest = replies[-1]
+        newest_id = _text(newest[0][0]) if newest else None
+        if self.after is None:
+            return HistoryPage(channel, events=[], newest=newest_id, trimmed=None)
+        entries = replies[0] if len(replies) == 3 else []
+        trimmed, origin = replies[-2]
+        return HistoryPage(
+            channel=channel,
+            events=to_events(channel, entries),
+            newest=newest_id,
+            trimmed=parse_offset(_text(trimmed)) if trimmed is not None else None,
+            origin=parse_offset(_text(origin)) if origin is not None else None,
+        )
+
+
+async def read_after(client: redis.Redis, keys: ChannelKeys, since: Offset, limit: int | None = None) -> HistoryPage:
+    """Events after ``since`` plus the stream's bounds, in one atomic round trip."""
+    query = PageQuery(keys, since, limit)
     pipe = client.pipeline(transaction=True)
-    # Nothing can follow the largest id, and Redis refuses "(" before it rather than answer empty.
-    after = since if since is not None and parse_offset(since) != LAST_POSITION else None
-    if after is not None:
-        pipe.xrange(keys.stream, min=f"({normalise(after)}", max="+", count=limit)
-    pipe.hmget(keys.meta, ["trimmed", "origin"])
-    pipe.xrevrange(keys.stream, max="+", min="-", count=1)
-    replies = await pipe.execute()
-    entries = replies[0] if after is not None else []
-    (trimmed, origin), newest = replies[-2], replies[-1]
-    return HistoryPage(
-        channel=keys.channel,
-        events=to_events(keys.channel, entries),
-        newest=_text(newest[0][0]) if newest else None,
-        trimmed=parse_offset(_text(trimmed)) if trimmed is not None else None,
-        origin=parse_offset(_text(origin)) if origin is not None else None,
-    )
-
-
-async def read_newest(client: redis.Redis, keys: ChannelKeys) -> HistoryPage:
-    """Only the newest retained offset: all a subscriber without ``since`` needs, in one plain command."""
-    newest = await client.xrevrange(keys.stream, max="+", min="-", count=1)
-    return HistoryPage(keys.channel, events=[], newest=_text(newest[0][0]) if newest else None, trimmed=None)
+    query.queue(pipe)
+    return query.parse(await pipe.execute())
 
 
 async def read_latest(client: redis.Redis, keys: ChannelKeys, limit: int) -> list[Event]:

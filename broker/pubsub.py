@@ -60,6 +60,7 @@ class PubSubLink:
         self,
         client: redis.Redis,
         *,
+        probe_client: redis.Redis,
         control: str,
         probe_s: float,
         on_message: OnMessage,
@@ -67,6 +68,7 @@ class PubSubLink:
         on_restored: OnChannels,
     ) -> None:
         self._client = client
+        self._probe_client = probe_client
         self._control = control
         self._probe_s = probe_s
         self._on_message = on_message
@@ -114,6 +116,7 @@ class PubSubLink:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         await self._close_pubsub()
+        await self._probe_client.aclose()
 
     # -- subscribing ---------------------------------------------------------------------
 
@@ -235,7 +238,7 @@ class PubSubLink:
             self._probe_seen.clear()
             try:
                 async with asyncio.timeout(self._probe_s):
-                    await self._client.publish(self._control, self._probe)
+                    await self._probe_client.publish(self._control, self._probe)
                     await self._probe_seen.wait()
             except TimeoutError as exc:
                 raise LinkLost(f"probe not back within {self._probe_s:g} s") from exc

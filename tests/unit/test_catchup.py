@@ -239,22 +239,42 @@ def test_a_lost_history_marker_resets_the_position_so_the_new_stream_is_delivere
     assert consumer.seen() == ["gap", "1-1"]
 
 
-def test_a_reconnect_replays_from_the_lowest_noted_floor_until_a_live_event_arrives() -> None:
+def test_a_reconnect_replays_from_the_lowest_noted_floor_until_an_event_is_handed_on() -> None:
     stream = Stream()
     stream.append(1, 2, 3, 4)
     channel = Consumer(replaying=False)
     channel.catchup.note_floor((1, 3))
     channel.catchup.note_floor((1, 2))  # a subscriber that read earlier
-    channel.catchup.note_floor(None)
     channel.catchup.pause()
     channel.run(stream)
     assert channel.seen() == ["1-3", "1-4"]
     stream.append(5)
     channel.catchup(ev(5))
-    channel.catchup.note_floor((1, 1))  # too late: a live event set the position
+    channel.catchup.note_floor((1, 1))  # too late: an event set the position
     channel.catchup.pause()
     channel.run(stream)
     assert channel.seen() == ["1-3", "1-4", "1-5"]
+
+
+def test_a_reader_that_found_the_stream_empty_makes_a_replay_start_from_the_beginning() -> None:
+    stream = Stream()
+    stream.append(1, 2)
+    channel = Consumer(replaying=False)
+    channel.catchup.note_floor((1, 2))
+    channel.catchup.note_floor(None)
+    channel.catchup.pause()
+    channel.run(stream)
+    assert channel.seen() == ["1-1", "1-2"]
+
+
+def test_a_floor_never_drops_a_live_event_an_earlier_reader_needs() -> None:
+    # The first subscriber read an empty stream; a second read found 1-1 already stored, but 1-1's
+    # live delivery is still on its way: it must reach the first subscriber.
+    channel = Consumer(replaying=False)
+    channel.catchup.note_floor(None)
+    channel.catchup.note_floor((1, 1))
+    channel.catchup(ev(1))
+    assert channel.seen() == ["1-1"]
 
 
 def test_pausing_again_mid_replay_makes_a_finished_read_count_for_nothing() -> None:

@@ -1,0 +1,81 @@
+"""Page reads that arrive together share one round trip: one MULTI/EXEC for all of them.
+
+A subscribe storm (thousands of subscribers at once, each reading where its
+channel stands) would otherwise hold every pooled connection and leave the
+rest of the replica waiting for one, which looks like a Redis outage when
+Redis is only busy. Like the publisher, the reads waiting at the same moment
+go out together, over a few connections at most; a lone read waits one
+event-loop turn longer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import redis.asyncio as redis
+from redis.exceptions import RedisError
+
+from broker.errors import Unavailable
+from broker.history import HistoryPage, PageQuery
+
+#: most reads one MULTI/EXEC carries
+BATCH_LIMIT = 256
+#: batches in flight at once (each holds one pooled connection)
+CONCURRENT_BATCHES = 4
+
+_Call = tuple[PageQuery, "asyncio.Future[HistoryPage]"]
+
+
+class PageReader:
+    def __init__(self, client: redis.Redis) -> None:
+        self._client = client
+        self._waiting: list[_Call] = []
+        self._sender: asyncio.Task[None] | None = None
+
+    async def read(self, query: PageQuery) -> HistoryPage:
+        """The page ``query`` asks for; ``Unavailable`` when Redis cannot answer."""
+        future: asyncio.Future[HistoryPage] = asyncio.get_running_loop().create_future()
+        self._waiting.append((query, future))
+        if self._sender is None:
+            self._sender = asyncio.create_task(self._send_all(), name="herald-reads")
+        return await future
+
+    async def _send_all(self) -> None:
+        # A few batches in flight at once: reads need no order among themselves, and a storm of them
+        # should cost a few round trips of latency, not one per batch, without taking over the pool.
+        in_flight: set[asyncio.Task[None]] = set()
+        try:
+            while self._waiting or in_flight:
+                while self._waiting and len(in_flight) < CONCURRENT_BATCHES:
+                    batch, self._waiting = self._waiting[:BATCH_LIMIT], self._waiting[BATCH_LIMIT:]
+                    in_flight.add(asyncio.create_task(self._send(batch)))
+                _, in_flight = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in in_flight:
+                task.cancel()
+            self._sender = None
+
+    async def _send(self, batch: list[_Call]) -> None:
+        pipe = self._client.pipeline(transaction=True)
+        counts = [query.queue(pipe) for query, _ in batch]
+        try:
+            replies: list[Any] = await pipe.execute()
+        except (RedisError, OSError) as exc:
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(Unavailable(f"redis is unavailable ({exc})"))
+            return
+        except BaseException:
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(Unavailable("the reader stopped"))
+            raise
+        start = 0
+        for (query, future), count in zip(batch, counts, strict=True):
+            if not future.done():
+                try:
+                    future.set_result(query.parse(replies[start : start + count]))
+                except Exception as exc:  # an answer this read cannot use: its caller hears it, the rest go on
+                    future.set_exception(Unavailable(f"unexpected answer from redis ({exc!r})"))
+            start += count
