@@ -58,12 +58,12 @@ class CatchUp:
     __slots__ = (
         "_buffer",
         "_epoch",
+        "_floor",
         "_from_newest",
         "_limit",
         "_need_read",
         "_page_events",
         "_page_limit",
-        "_floor",
         "_target",
         "overflows",
         "position",
