@@ -31,7 +31,7 @@ MAX_LIMIT = 1000
 @dataclass(slots=True)
 class Context:
     state: AppState
-    #: None: an anonymous HTTP reader (reads are open and unrestricted)
+    #: None: an anonymous HTTP reader (book reads are open; chat reads need a principal when auth is on)
     principal: Principal | None = None
 
     def writer(self) -> Principal:
@@ -45,6 +45,8 @@ class Context:
             raise BadRequest(f"invalid room name {room!r}: it must match {ROOM_PATTERN}")
         if self.principal is not None:
             self.principal.check_room(room)
+        elif self.state.auth.enabled:
+            raise Unauthorized("a bearer token is required to read a chat room")
         return chat_channel(room)
 
 

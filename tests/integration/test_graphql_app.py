@@ -185,7 +185,7 @@ def test_an_operation_over_the_limits_is_refused_before_it_executes(client_facto
 # -- auth ----------------------------------------------------------------------------------------------------
 
 
-def test_with_auth_mutations_need_a_token_and_queries_stay_open(client_factory: Client) -> None:
+def test_with_auth_mutations_and_chat_reads_need_a_token_and_book_reads_stay_open(client_factory: Client) -> None:
     client = client_factory(jwt_secret=SECRET)
     for token in (None, "not-a-jwt", Auth("a-different-secret-0123456789abcdef").issue("eve")):
         status, body = gql(client, ADD_BOOK, token=token, isbn="1")
@@ -205,6 +205,8 @@ def test_with_auth_mutations_need_a_token_and_queries_stay_open(client_factory: 
     assert messages_of(body) == ["token does not allow room 'secret'"]
     status, body = gql(client, '{ messages(room: "secret") { id } }', token=token)
     assert messages_of(body) == ["token does not allow room 'secret'"]
+    status, body = gql(client, '{ messages(room: "lobby") { id } }')
+    assert (status, body["data"], messages_of(body)) == (200, None, ["a bearer token is required to read a chat room"])
 
 
 # -- Redis unavailable ---------------------------------------------------------------------------------------
