@@ -3,8 +3,9 @@
 ``HERALD_GRAPHQL_MAX_DEPTH`` counts nesting as graphql-depth-limit (and graphene's ``depth_limit_validator``)
 does: root fields are depth 0, so ``{ books { title } }`` has depth 1. ``HERALD_GRAPHQL_MAX_FIELDS`` counts
 every field the operation selects, aliases included and fragments expanded where they are spread. Introspection
-fields (``__schema``, ``__type``, ``__typename``) and everything under them are exempt from both, so GraphiQL
-and client tooling keep working.
+fields (``__schema``, ``__type``, ``__typename``) and everything under them are exempt from the depth limit, so
+GraphiQL's and client tooling's deep ``ofType`` chains keep working, but not from the field limit: 2,000 aliases
+of ``__schema { types { fields { name } } }`` are 8,000 fields, refused before they block the event loop.
 
 Graphene's ``depth_limit_validator`` is not used: it raises ``KeyError`` on a spread of an unknown fragment,
 recurses forever on a fragment cycle and walks a fragment once per spread (exponential in nested spreads).
@@ -45,12 +46,12 @@ class _Measure:
         depth = fields = 0
         for selection in node.selections:
             if isinstance(selection, FieldNode):
-                if selection.name.value.startswith("__"):
-                    continue
                 inner_depth, inner_fields = (
                     self.selection_set(selection.selection_set) if selection.selection_set else (-1, 0)
                 )
-                depth, fields = max(depth, inner_depth + 1), fields + 1 + inner_fields
+                fields += 1 + inner_fields
+                if not selection.name.value.startswith("__"):  # introspection: counted, not measured for depth
+                    depth = max(depth, inner_depth + 1)
             elif isinstance(selection, InlineFragmentNode):
                 inner_depth, inner_fields = self.selection_set(selection.selection_set)
                 depth, fields = max(depth, inner_depth), fields + inner_fields

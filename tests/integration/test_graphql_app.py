@@ -178,8 +178,10 @@ def test_an_operation_over_the_limits_is_refused_before_it_executes(client_facto
     status, body = gql(client, two_books)
     assert (status, messages_of(body)) == (200, ["Operation 'Two' selects 4 fields; the limit is 3."])
     assert client.get("/api/books").json() == []
-    introspection = "{ __schema { queryType { name fields { name type { name ofType { name } } } } } }"
+    introspection = "{ __schema { queryType { name } } }"  # introspection counts toward the field limit
     assert gql(client, introspection)[1]["data"]["__schema"]["queryType"]["name"] == "Query"
+    status, body = gql(client, "{ __schema { queryType { name fields { name } } } }")
+    assert messages_of(body) == ["The operation selects 5 fields; the limit is 3."]
 
 
 # -- auth ----------------------------------------------------------------------------------------------------
