@@ -11,6 +11,9 @@ rewrite the direct peer is no longer visible, so this is decided here, before it
 
 from __future__ import annotations
 
+from typing import cast
+
+from starlette.types import ASGIApp
 from uvicorn._types import ASGI3Application, ASGIReceiveCallable, ASGISendCallable, Scope
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
@@ -19,8 +22,8 @@ VIA_TRUSTED_PROXY = "herald.via_trusted_proxy"
 
 
 class TrustedProxies(ProxyHeadersMiddleware):
-    def __init__(self, app: ASGI3Application, trusted: str) -> None:
-        super().__init__(app, trusted_hosts=trusted)
+    def __init__(self, app: ASGIApp, trusted: str) -> None:
+        super().__init__(cast(ASGI3Application, app), trusted_hosts=trusted)
 
     async def __call__(self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable) -> None:
         if scope["type"] != "lifespan":

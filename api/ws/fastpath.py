@@ -14,6 +14,19 @@ its queue and writer task: same behaviour, more CPU.
 Direct writes are only safe without per-connection compression, so Herald runs
 uvicorn with ``ws_per_message_deflate=False``; a connection that negotiated an
 extension anyway gets no writer.
+
+Two hardening duties live here too, where the frames are (SPEC §8):
+
+- Control frames count toward the send bound. Every ping is answered with a pong
+  written straight to the transport, so a peer that pings and never reads would
+  make the replica buffer pongs without end. Once the transport is paused (its
+  buffer over the high-water mark), pongs answered are counted; past
+  ``send_bound`` (``HERALD_SEND_QUEUE``) the peer is closed 1013 like any slow
+  consumer: the close frame follows what is buffered, nothing more is read, and
+  the TCP connection is cut after ``slow_close_s``.
+- A handshake websockets cannot parse (a header line over 8 KiB: a long
+  ``?token=``, a big cookie; more than 128 headers) is answered 431 (400 for
+  other junk) and closed, instead of silence until the peer gives up.
 """
 
 from __future__ import annotations
@@ -23,6 +36,7 @@ from collections.abc import Callable
 from typing import Any
 
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.exceptions import SecurityError
 from websockets.frames import Frame, Opcode
 
 from api.errors import CLOSE_CODE_EXPLANATIONS, CloseCode
@@ -72,9 +86,18 @@ class FrameWriter:
 
 class HeraldWebSocketProtocol(WebSocketsSansIOProtocol):
     frame_writer: FrameWriter | None = None
+    #: pongs answered while the transport is paused before the peer is closed 1013 (``HERALD_SEND_QUEUE``)
+    send_bound: int = 1000
+    #: seconds a closed slow peer keeps its TCP connection to read what is buffered (``HERALD_SLOW_CLOSE_S``)
+    slow_close_s: float = 30.0
+    #: pongs answered since the transport was last paused
+    unread_pongs: int = 0
 
     def data_received(self, data: bytes) -> None:
         self.conn.receive_data(data)
+        if not self.handshake_initiated and self.conn.handshake_exc is not None:
+            self._refuse_handshake(self.conn.handshake_exc)
+            return
         if self.conn.parser_exc is None:
             self.handle_events()
             return
@@ -113,6 +136,47 @@ class HeraldWebSocketProtocol(WebSocketsSansIOProtocol):
             self.transport.close()
             return
         super().shutdown()
+
+    def _refuse_handshake(self, exc: Exception) -> None:
+        too_large = isinstance(exc.__cause__, SecurityError)
+        status, reason = (431, "Request Header Fields Too Large") if too_large else (400, "Bad Request")
+        body = f"invalid WebSocket handshake: {exc.__cause__ or exc}".encode()
+        self.handshake_initiated = self.handshake_complete = self.close_sent = True
+        self.transport.write(
+            f"HTTP/1.1 {status} {reason}\r\ncontent-type: text/plain; charset=utf-8\r\n"
+            f"content-length: {len(body)}\r\nconnection: close\r\n\r\n".encode()
+            + body
+        )
+        self.transport.close()
+
+    def handle_ping(self) -> None:
+        if self.close_sent:
+            self.conn.data_to_send()  # closing: the pong is dropped, not buffered
+            return
+        if not self.writable.is_set():  # the peer is not reading what we write
+            self.unread_pongs += 1
+            if self.unread_pongs > self.send_bound:
+                self._close_slow_peer()
+                return
+        super().handle_ping()
+
+    def _close_slow_peer(self) -> None:
+        """1013 after what is buffered; nothing more read; TCP cut after ``slow_close_s`` if still unread."""
+        code = CloseCode.TRY_AGAIN_LATER
+        reason = "slow consumer: control frames not read"
+        self.conn.send_close(code, reason)
+        self.transport.write(b"".join(self.conn.data_to_send()))
+        self.close_sent = True
+        self.queue.put_nowait({"type": "websocket.disconnect", "code": code, "reason": reason})
+        self.stop_keepalive()
+        self.transport.close()  # stops reading; flushes what the peer still reads, then closes
+        if self.close_timer is not None:
+            self.close_timer.cancel()
+        self.close_timer = self.loop.call_later(self.slow_close_s, self.transport.abort)
+
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        self.unread_pongs = 0
 
     def resume_writing(self) -> None:
         super().resume_writing()
