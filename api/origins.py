@@ -3,8 +3,8 @@
 A browser sends ``Origin`` on every WebSocket handshake, so a page on another site cannot ride on
 its visitor's cookies or network position (cross-site WebSocket hijacking) unless its origin is
 allowed. ``HERALD_ALLOWED_ORIGINS``: comma-separated origins (``https://chat.example.com``) or ``*``;
-empty (the default) allows the same origin only: the ``Origin``'s host and port equal the request's
-``Host`` (or the ``X-Forwarded-Host`` a trusted proxy set, see api.proxy). A request without
+the same origin is always allowed (Herald's own web page), and the only one by default: the ``Origin``'s host
+and port equal the request's ``Host`` (or the ``X-Forwarded-Host`` a trusted proxy set, see api.proxy). A request without
 ``Origin`` is not a browser's and is not affected.
 """
 
@@ -24,7 +24,7 @@ _DEFAULT_PORTS = {"http": 80, "ws": 80, "https": 443, "wss": 443}
 @dataclass(frozen=True, slots=True)
 class OriginPolicy:
     any_origin: bool
-    #: normalised ``scheme://host:port`` of every listed origin
+    #: every listed origin as browsers send it: ``scheme://host[:port]``, lower case, no default port
     listed: frozenset[str]
 
     @property
@@ -43,7 +43,7 @@ class OriginPolicy:
         if parsed is None:
             return False  # "null" (sandboxed frames, file://) or junk
         scheme, host, port = parsed
-        if f"{scheme}://{host}:{port}" in self.listed:
+        if _serialise(parsed) in self.listed:
             return True
         hosts = [headers.get("host")]
         if scope.get(VIA_TRUSTED_PROXY):
@@ -60,13 +60,18 @@ def origin_policy(allowed: str) -> OriginPolicy:
     for item in items:
         parsed = _origin(item)
         if parsed is not None:
-            listed.add("{}://{}:{}".format(*parsed))
+            listed.add(_serialise(parsed))
     return OriginPolicy(any_origin="*" in items, listed=frozenset(listed))
 
 
 def invalid_origins(allowed: str) -> list[str]:
     """The items of a ``HERALD_ALLOWED_ORIGINS`` value that are not origins (refused at start-up)."""
     return [item.strip() for item in allowed.split(",") if item.strip() not in ("", "*") and _origin(item) is None]
+
+
+def _serialise(origin: tuple[str, str, int]) -> str:
+    scheme, host, port = origin
+    return f"{scheme}://{host}" if port == _DEFAULT_PORTS[scheme] else f"{scheme}://{host}:{port}"
 
 
 def _headers(scope: Mapping[str, Any]) -> dict[str, str]:

@@ -93,6 +93,12 @@ class HeraldWebSocketProtocol(WebSocketsSansIOProtocol):
     #: pongs answered since the transport was last paused
     unread_pongs: int = 0
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # websockets logs every frame and handshake header at DEBUG: tokens, Authorization headers and
+        # connection_init payloads (truncated past what redaction can recognise). Never (SPEC §7).
+        self.conn.debug = False
+
     def data_received(self, data: bytes) -> None:
         self.conn.receive_data(data)
         if not self.handshake_initiated and self.conn.handshake_exc is not None:

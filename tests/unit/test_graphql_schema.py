@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 from graphql import build_schema, lexicographic_sort_schema, parse, print_schema, specified_rules, validate
 from graphql.utilities import get_introspection_query
+from hypothesis import given
+from hypothesis import strategies as st
 
 from api.graphql.schema import build_schema as build_herald_schema
 from api.graphql.validation import limits_rule, operation_size
@@ -59,7 +59,7 @@ def size(query: str) -> tuple[int, int]:
         ("{ books { ... on Book { title } } }", (1, 2)),
         ("{ __typename books { __typename title } }", (1, 4)),  # introspection: no depth, fields counted
         ("{ __schema { types { name fields { name type { name ofType { name } } } } } }", (0, 9)),
-        ("{ a: __schema { queryType { name } } b: __type(name: \"Book\") { name } }", (0, 5)),
+        ('{ a: __schema { queryType { name } } b: __type(name: "Book") { name } }', (0, 5)),
     ],
 )
 def test_depth_and_fields_are_measured(query: str, expected: tuple[int, int]) -> None:
@@ -93,7 +93,7 @@ def test_an_introspection_alias_bomb_is_refused() -> None:
 
 @given(aliases=st.integers(min_value=1, max_value=400), limit=st.integers(min_value=1, max_value=1000))
 def test_introspection_aliases_count_toward_the_field_limit(aliases: int, limit: int) -> None:
-    query = "{ " + " ".join(f"a{i}: __type(name: \"Book\") {{ name }}" for i in range(aliases)) + " }"
+    query = "{ " + " ".join(f'a{i}: __type(name: "Book") {{ name }}' for i in range(aliases)) + " }"
     refused = errors(query, max_depth=1, max_fields=limit)
     assert bool(refused) == (2 * aliases > limit)
 
