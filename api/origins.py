@@ -2,10 +2,10 @@
 
 A browser sends ``Origin`` on every WebSocket handshake, so a page on another site cannot ride on
 its visitor's cookies or network position (cross-site WebSocket hijacking) unless its origin is
-allowed. ``HERALD_ALLOWED_ORIGINS``: comma-separated origins (``https://chat.example.com``) or ``*``;
-the same origin is always allowed (Herald's own web page), and the only one by default: the ``Origin``'s host
-and port equal the request's ``Host`` (or the ``X-Forwarded-Host`` a trusted proxy set, see api.proxy). A request without
-``Origin`` is not a browser's and is not affected.
+allowed. ``HERALD_ALLOWED_ORIGINS``: comma-separated origins (``https://chat.example.com``) or ``*``.
+The same origin is always allowed (Herald's own web page), and is the only one by default: the
+``Origin``'s host and port equal the request's ``Host`` (or the ``X-Forwarded-Host`` a trusted proxy
+set, see api.proxy). A request without ``Origin`` is not a browser's and is not affected.
 """
 
 from __future__ import annotations
