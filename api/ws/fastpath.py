@@ -92,6 +92,8 @@ class HeraldWebSocketProtocol(WebSocketsSansIOProtocol):
     slow_close_s: float = 30.0
     #: pongs answered since the transport was last paused
     unread_pongs: int = 0
+    #: closed as a slow peer: input is dropped, the connection ends when the peer closes or is cut
+    lingering: bool = False
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -100,6 +102,8 @@ class HeraldWebSocketProtocol(WebSocketsSansIOProtocol):
         self.conn.debug = False
 
     def data_received(self, data: bytes) -> None:
+        if self.lingering:
+            return
         self.conn.receive_data(data)
         if not self.handshake_initiated and self.conn.handshake_exc is not None:
             self._refuse_handshake(self.conn.handshake_exc)
@@ -167,15 +171,23 @@ class HeraldWebSocketProtocol(WebSocketsSansIOProtocol):
         super().handle_ping()
 
     def _close_slow_peer(self) -> None:
-        """1013 after what is buffered; nothing more read; TCP cut after ``slow_close_s`` if still unread."""
+        """1013 after what is buffered, then a lingering close; TCP cut after ``slow_close_s`` if still unread.
+
+        Closing the socket while the peer's unread pings sit in our receive buffer would make the kernel send
+        a reset, discarding the backlog and the close frame. So reading stops until everything we wrote has
+        left (the peer reads again), then our side is shut (FIN after the close frame) and whatever arrives
+        is read and dropped until the peer closes.
+        """
         code = CloseCode.TRY_AGAIN_LATER
         reason = "slow consumer: control frames not read"
         self.conn.send_close(code, reason)
         self.transport.write(b"".join(self.conn.data_to_send()))
-        self.close_sent = True
+        self.close_sent = self.lingering = True
         self.queue.put_nowait({"type": "websocket.disconnect", "code": code, "reason": reason})
         self.stop_keepalive()
-        self.transport.close()  # stops reading; flushes what the peer still reads, then closes
+        self.read_paused = False  # so that the application's receive() does not resume reading
+        self.transport.pause_reading()
+        self.transport.set_write_buffer_limits(high=self.transport.get_write_buffer_limits()[1], low=0)
         if self.close_timer is not None:
             self.close_timer.cancel()
         self.close_timer = self.loop.call_later(self.slow_close_s, self.transport.abort)
@@ -185,6 +197,11 @@ class HeraldWebSocketProtocol(WebSocketsSansIOProtocol):
         self.unread_pongs = 0
 
     def resume_writing(self) -> None:
+        if self.lingering and not self.transport.is_closing():
+            # everything we wrote, the close frame last, has left: FIN, and drain the peer's input
+            if self.transport.can_write_eof():
+                self.transport.write_eof()
+            self.transport.resume_reading()
         super().resume_writing()
         writer = self.frame_writer
         if writer is not None and writer.on_resume is not None:
