@@ -19,6 +19,7 @@ from typing import Any
 
 from graphql import (
     ASTValidationRule,
+    DocumentNode,
     FieldNode,
     FragmentDefinitionNode,
     FragmentSpreadNode,
@@ -80,8 +81,37 @@ def operation_size(operation: OperationDefinitionNode, fragments: dict[str, Frag
     return max(depth, 0), fields
 
 
+def limit_errors(document: DocumentNode, max_depth: int, max_fields: int) -> list[GraphQLError]:
+    """The size errors of every operation in ``document``: a walk of the syntax tree alone, so a replica can
+    refuse an oversized document before the standard rules (each a full visit with type information,
+    ~0.2 s apiece for a 2,000-alias document) run at all."""
+    fragments = {
+        definition.name.value: definition
+        for definition in document.definitions
+        if isinstance(definition, FragmentDefinitionNode)
+    }
+    errors: list[GraphQLError] = []
+    for definition in document.definitions:
+        if isinstance(definition, OperationDefinitionNode):
+            errors.extend(_operation_errors(definition, fragments, max_depth, max_fields))
+    return errors
+
+
+def _operation_errors(
+    node: OperationDefinitionNode, fragments: dict[str, FragmentDefinitionNode], max_depth: int, max_fields: int
+) -> list[GraphQLError]:
+    depth, fields = operation_size(node, fragments)
+    label = f"Operation '{node.name.value}'" if node.name else "The operation"
+    errors = []
+    if depth > max_depth:
+        errors.append(GraphQLError(f"{label} is nested {depth} levels deep; the limit is {max_depth}.", node))
+    if fields > max_fields:
+        errors.append(GraphQLError(f"{label} selects {fields} fields; the limit is {max_fields}.", node))
+    return errors
+
+
 def limits_rule(max_depth: int, max_fields: int) -> type[ASTValidationRule]:
-    """A validation rule refusing operations deeper than ``max_depth`` or selecting more than ``max_fields``."""
+    """The same limits as a validation rule (for ``graphql.validate`` alongside the standard rules)."""
 
     class OperationLimits(ValidationRule):
         def __init__(self, context: ValidationContext) -> None:
@@ -93,14 +123,8 @@ def limits_rule(max_depth: int, max_fields: int) -> type[ASTValidationRule]:
             }
 
         def enter_operation_definition(self, node: OperationDefinitionNode, *_args: Any) -> Any:
-            depth, fields = operation_size(node, self._fragments)
-            label = f"Operation '{node.name.value}'" if node.name else "The operation"
-            if depth > max_depth:
-                self.report_error(
-                    GraphQLError(f"{label} is nested {depth} levels deep; the limit is {max_depth}.", node)
-                )
-            if fields > max_fields:
-                self.report_error(GraphQLError(f"{label} selects {fields} fields; the limit is {max_fields}.", node))
+            for error in _operation_errors(node, self._fragments, max_depth, max_fields):
+                self.report_error(error)
             return SKIP
 
     return OperationLimits

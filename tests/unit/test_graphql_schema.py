@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from graphql import build_schema, lexicographic_sort_schema, parse, print_schema, specified_rules, validate
 from graphql.utilities import get_introspection_query
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from api.graphql.schema import build_schema as build_herald_schema
@@ -91,6 +91,7 @@ def test_an_introspection_alias_bomb_is_refused() -> None:
     assert errors(bomb, max_fields=500) == ["The operation selects 10000 fields; the limit is 500."]
 
 
+@settings(max_examples=50, deadline=None, database=None)
 @given(aliases=st.integers(min_value=1, max_value=400), limit=st.integers(min_value=1, max_value=1000))
 def test_introspection_aliases_count_toward_the_field_limit(aliases: int, limit: int) -> None:
     query = "{ " + " ".join(f'a{i}: __type(name: "Book") {{ name }}' for i in range(aliases)) + " }"
