@@ -121,8 +121,7 @@ def protocols(settings: Settings) -> dict[str, Any]:
         (HeraldWebSocketProtocol,),
         {
             "send_bound": settings.send_queue,
-            # HERALD_SLOW_CLOSE_S when the settings have it (SPEC §4), else its default
-            "slow_close_s": float(getattr(settings, "slow_close_s", HeraldWebSocketProtocol.slow_close_s)),
+            "slow_close_s": settings.slow_close_s,
         },
     )
     return {"http": http, "ws": ws}
