@@ -65,9 +65,12 @@ class HeraldHttpProtocol(HttpToolsProtocol):
             if self._head_bytes > MAX_HEAD_BYTES:
                 self._refuse(431, "Request Header Fields Too Large", f"request head over {MAX_HEAD_BYTES} bytes")
                 return
-        if self._deadline is None and not self.transport.is_closing():
-            self._arm()  # the next request on a kept-alive connection
         super().data_received(data)
+
+    def on_message_begin(self) -> None:
+        if self._deadline is None:
+            self._arm()  # the next request on a kept-alive connection, pipelined ones included
+        super().on_message_begin()
 
     def on_headers_complete(self) -> None:
         self._in_head = False
