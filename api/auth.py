@@ -15,7 +15,7 @@ from typing import Any
 
 import jwt
 
-from api.errors import Forbidden, Unauthorized
+from api.errors import Forbidden, Unauthorized, shown
 
 ALGORITHM = "HS256"
 ANONYMOUS = "anonymous"
@@ -40,7 +40,7 @@ class Principal:
 
     def check_room(self, room: str) -> None:
         if not self.may_use(room):
-            raise Forbidden(f"token does not allow room {room!r}")
+            raise Forbidden(f"token does not allow room {shown(room)}")
 
     def expired(self, now: float | None = None) -> bool:
         return self.expires_at is not None and (now or time.time()) >= self.expires_at

@@ -36,7 +36,7 @@ from api.auth import Principal, token_from
 from api.errors import Unauthorized
 from api.graphql.graphiql import PAGE
 from api.graphql.schema import Context
-from api.graphql.service import GraphQLService, result_json
+from api.graphql.service import GraphQLService
 from api.state import AppState
 from broker import Unavailable
 
@@ -75,8 +75,22 @@ _GET_DOC: dict[str, Any] = {
 }
 
 
+#: longest error message sent back; graphql-core quotes the offending token or operation name, which a
+#: 1 MiB body could make 1 MiB long (SPEC §8: error responses never echo large inputs)
+MAX_MESSAGE_CHARS = 1024
+
+
+def _bounded(errors: list[Any]) -> list[Any]:
+    for error in errors:
+        message = error.get("message") if isinstance(error, dict) else None
+        if isinstance(message, str) and len(message) > MAX_MESSAGE_CHARS:
+            error["message"] = message[: MAX_MESSAGE_CHARS - 1] + "…"
+    return errors
+
+
 def _errors(status_code: int, errors: list[Any], media: str = JSON, headers: dict[str, str] | None = None) -> Response:
-    return Response(orjson.dumps({"errors": errors}), status_code=status_code, media_type=media, headers=headers)
+    body = orjson.dumps({"errors": _bounded(errors)})
+    return Response(body, status_code=status_code, media_type=media, headers=headers)
 
 
 def _refuse(status_code: int, message: str, media: str = JSON, headers: dict[str, str] | None = None) -> Response:
@@ -187,8 +201,11 @@ async def _run(
         return _errors(refused, [error.formatted for error in coerced], media)
     result = await service.execute(prepared.document, variables, operation_name, Context(state, principal))
     unavailable = kind is OperationType.MUTATION and any(map(_is_unavailable, result.errors or ()))
+    formatted = result.formatted
+    if formatted.get("errors"):
+        _bounded(formatted["errors"])
     return Response(
-        result_json(result),
+        orjson.dumps(formatted),
         status_code=status.HTTP_503_SERVICE_UNAVAILABLE if unavailable else status.HTTP_200_OK,
         media_type=media,
     )

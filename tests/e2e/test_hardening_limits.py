@@ -152,6 +152,33 @@ def test_an_invalid_body_is_never_echoed_back(herald: Herald, request: pytest.Fi
     request.node.user_properties.append(("largest_422_bytes", max(len(invalid.content), len(not_json.content))))
 
 
+BIG = "x" * 900_000
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        pytest.param({"query": "{ " + BIG + " }"}, id="syntax-error-token"),
+        pytest.param({"query": '{ messages(room: "' + BIG + '") { id } }'}, id="invalid-room"),
+        pytest.param({"query": "{ books { isbn } }", "operationName": BIG}, id="unknown-operation"),
+        pytest.param(
+            {"query": "query Q($n: Int) { books(limit: $n) { isbn } }", "variables": {"n": BIG}}, id="variable"
+        ),
+        pytest.param({"query": 'subscription { chatMessage(room: "r", since: "' + BIG + '") { id } }'}, id="since"),
+    ],
+)
+def test_graphql_errors_never_echo_a_large_input(herald: Herald, body: dict[str, object]) -> None:
+    for accept in ("application/json", "application/graphql-response+json"):
+        response = httpx.post(f"{herald.http}/graphql", json=body, headers={"Accept": accept}, timeout=30)
+        assert response.json()["errors"]
+        assert len(response.content) < 4096, f"{len(response.content)} bytes answering a 900 KB input"
+
+
+def test_rest_errors_never_echo_a_large_input(herald: Herald) -> None:
+    response = httpx.get(f"{herald.http}/api/chat/lobby/messages", params={"since": "9" * 60_000}, timeout=10)
+    assert response.status_code == 422 and len(response.content) < 1024
+
+
 @settings(max_examples=25, deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(size=st.integers(min_value=0, max_value=3 * SMALL_BODY_LIMIT), declared=st.booleans())
 def test_bodies_over_the_limit_are_413_and_the_rest_are_read(small_bodies: Herald, size: int, declared: bool) -> None:
