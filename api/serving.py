@@ -97,7 +97,10 @@ class HeraldHttpProtocol(HttpToolsProtocol):
         self._deadline = None
         if self.transport.is_closing():
             return
-        if self._head_bytes or (self.cycle is not None and not self.cycle.response_started):
+        cycle = self.cycle
+        if cycle is not None and cycle.response_started and not cycle.response_complete:
+            self.transport.close()  # an answer is being written: a 408 cannot be put in the middle of it
+        elif self._head_bytes or (cycle is not None and not cycle.response_started):
             self._refuse(408, "Request Timeout", f"request not complete within {self.handshake_timeout_s} s")
         else:
             self.transport.close()  # nothing was sent: nothing to answer
