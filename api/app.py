@@ -9,17 +9,19 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI, Request, WebSocket
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.types import Receive, Scope, Send
 
-from api import tracing
+from api import bodies, tracing
 from api.auth import Auth
 from api.errors import Conflict, HeraldError, Unavailable
 from api.graphql import http as graphql_http
 from api.graphql.endpoint import graphql_socket
 from api.graphql.service import GraphQLService
 from api.metrics import Sources
+from api.origins import origin_policy
 from api.presence import RoomPresence
 from api.routes import books, chat, docs, ops
 from api.settings import Settings
@@ -144,6 +146,16 @@ def create_app(settings: Settings | None = None, traces: tracing.Tracing | None 
     _add_error_handlers(app)
     docs.add_docs(app)
     _add_web_page(app)
+    bodies.install(app, settings.max_body_bytes)
+    if cors_origins := origin_policy(settings.allowed_origins).cors_origins:
+        # Added last, so outermost: every answer to an allowed origin carries CORS headers, a 413 too.
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type", "Idempotency-Key"],
+            max_age=600,
+        )
     return app
 
 

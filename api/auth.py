@@ -6,17 +6,25 @@ start-up): the user is whatever display name the client gives.
 
 from __future__ import annotations
 
+import math
 import time
+import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import jwt
 
-from api.errors import Forbidden, Unauthorized
+from api.errors import Forbidden, Unauthorized, shown
 
 ALGORITHM = "HS256"
 ANONYMOUS = "anonymous"
+#: longest token subject accepted (characters): room for an e-mail address or a URI, not for a payload
+MAX_SUB_LENGTH = 256
+#: Unicode categories a subject may not contain: controls (NUL separates user from connection in
+#: presence entries, a newline would forge log lines), lone surrogates (cannot be encoded as UTF-8)
+#: and line/paragraph separators
+_FORBIDDEN_CATEGORIES = frozenset({"Cc", "Cs", "Zl", "Zp"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,7 +40,7 @@ class Principal:
 
     def check_room(self, room: str) -> None:
         if not self.may_use(room):
-            raise Forbidden(f"token does not allow room {room!r}")
+            raise Forbidden(f"token does not allow room {shown(room)}")
 
     def expired(self, now: float | None = None) -> bool:
         return self.expires_at is not None and (now or time.time()) >= self.expires_at
@@ -66,17 +74,10 @@ class Auth:
             claims = jwt.decode(token, self.secret, algorithms=[ALGORITHM], options={"require": ["sub"]})
         except jwt.PyJWTError as exc:
             raise Unauthorized(f"invalid token: {exc}") from exc
-        channels = claims.get("channels")
-        if channels is not None and not (isinstance(channels, list) and all(isinstance(c, str) for c in channels)):
-            raise Unauthorized("invalid token: channels must be a list of room names")
-        user = clean_user(str(claims["sub"]))
-        if not user:
-            raise Unauthorized("invalid token: empty sub")
-        return Principal(
-            user=user,
-            channels=frozenset(channels) if channels is not None else None,
-            expires_at=float(claims["exp"]) if "exp" in claims else None,
-        )
+        except (OverflowError, ValueError, TypeError) as exc:
+            # PyJWT's int() of a time claim: 1e400 parses as inf, NaN is not a number
+            raise Unauthorized("invalid token: a time claim is not a representable number") from exc
+        return principal_from_claims(claims)
 
     def principal(self, token: str | None, display_name: str | None = None) -> Principal:
         """Who this is: the token's subject when auth is on, else the given display name."""
@@ -93,6 +94,44 @@ class Auth:
             elif isinstance(payload.get("authorization") or payload.get("Authorization"), str):
                 token = bearer(payload.get("authorization") or payload.get("Authorization"))
         return self.principal(token)
+
+
+def principal_from_claims(claims: Mapping[str, Any]) -> Principal:
+    """The principal of verified claims; ``Unauthorized`` for anything Herald could not represent faithfully.
+
+    A subject is refused rather than cleaned: two subjects that differ only by a control character must
+    not become one user.
+    """
+    sub = claims.get("sub")
+    if not isinstance(sub, str) or not sub:
+        raise Unauthorized("invalid token: sub must be a non-empty string")
+    if len(sub) > MAX_SUB_LENGTH:
+        raise Unauthorized(f"invalid token: sub is longer than {MAX_SUB_LENGTH} characters")
+    if any(unicodedata.category(char) in _FORBIDDEN_CATEGORIES for char in sub):
+        raise Unauthorized("invalid token: sub contains control characters")
+    channels = claims.get("channels")
+    if channels is not None and not (isinstance(channels, list) and all(isinstance(c, str) for c in channels)):
+        raise Unauthorized("invalid token: channels must be a list of room names")
+    return Principal(
+        user=sub,
+        channels=frozenset(channels) if channels is not None else None,
+        expires_at=_expiry(claims.get("exp")),
+    )
+
+
+def _expiry(exp: object) -> float | None:
+    """``exp`` as epoch seconds; refused when it is not a finite number (10**400 would overflow a float)."""
+    if exp is None:
+        return None
+    if isinstance(exp, bool) or not isinstance(exp, int | float):
+        raise Unauthorized("invalid token: exp must be a number")
+    try:
+        value = float(exp)
+    except OverflowError:
+        value = math.inf
+    if not math.isfinite(value):
+        raise Unauthorized("invalid token: exp is not a representable time")
+    return value
 
 
 def clean_user(name: str) -> str:

@@ -22,8 +22,9 @@ from pydantic import ValidationError
 from api.auth import Auth
 from api.logs import configure
 from api.models import is_room
+from api.proxy import TrustedProxies
+from api.serving import protocols
 from api.settings import Settings
-from api.ws.fastpath import HeraldWebSocketProtocol
 
 log = logging.getLogger("herald")
 
@@ -116,23 +117,23 @@ def serve(settings: Settings) -> int:
     # Herald warns about a short HERALD_JWT_SECRET itself, once, at start-up
     warnings.filterwarnings("ignore", category=InsecureKeyLengthWarning)
     config = uvicorn.Config(
-        create_app(settings),
+        # X-Forwarded-* believed from HERALD_TRUSTED_PROXIES only (not uvicorn's proxy_headers: see api.proxy)
+        TrustedProxies(create_app(settings), settings.trusted_proxies),
         host=settings.host,
         port=settings.port,
         loop="uvloop",
-        http="httptools",
-        # uvicorn's websockets-sansio (which enforces ws_max_size with 1009; wsproto does not) plus
-        # Herald's prepared-frame writer. Per-message deflate would make every recipient's frame
-        # different bytes (and cost a compressor per socket), so it is off.
-        ws=HeraldWebSocketProtocol,
+        # httptools and websockets-sansio (which enforces ws_max_size with 1009; wsproto does not), as
+        # subclasses: handshake timeout, head limit, bounded pongs, Herald's prepared-frame writer.
+        # Per-message deflate would make every recipient's frame different bytes (and cost a compressor
+        # per socket), so it is off.
+        **protocols(settings),
         ws_max_size=settings.max_message_bytes,
         ws_per_message_deflate=False,
         # Part of the grace period for sockets and handlers; the rest is for the lifespan shutdown.
         timeout_graceful_shutdown=max(1, int(settings.shutdown_grace_s * 0.6)),
         log_config=None,
         access_log=False,
-        proxy_headers=True,
-        forwarded_allow_ips="*",
+        proxy_headers=False,
     )
     # uvicorn re-raises the signal that stopped it once it has shut down gracefully; with this
     # handler in place that ends the process with status 0 instead of death by signal.

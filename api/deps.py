@@ -39,11 +39,14 @@ def get_writer(request: Request) -> Principal:
 
 
 def get_reader(request: Request) -> Principal | None:
-    """Reads stay open; a token, when given and valid, still restricts rooms."""
+    """Who may read a chat room: with auth on, a valid token's subject (401 without one; its ``channels``
+    claim is checked by the route), so a private room is never readable anonymously. None when auth is off."""
     auth = get_state(request).auth
-    token = token_from(request.query_params, request.headers)
-    if not auth.enabled or token is None:
+    if not auth.enabled:
         return None
+    token = token_from(request.query_params, request.headers)
+    if token is None:
+        raise Unauthorized("a bearer token is required to read a chat room")
     return auth.verify(token)
 
 

@@ -113,3 +113,10 @@ class PayloadTooLarge(HeraldError):
 class Unavailable(HeraldError):
     status_code = 503
     error_code = ErrorCode.UNAVAILABLE
+
+
+def shown(value: str, limit: int = 64) -> str:
+    """``repr(value)`` for an error message, cut to ``limit`` characters: a refusal describes its input,
+    it never echoes a large one back (SPEC §8)."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -6,8 +6,10 @@ import os
 import socket
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from api.origins import invalid_origins
 
 
 def default_replica_id() -> str:
@@ -56,6 +58,26 @@ class Settings(BaseSettings):
         100, ge=1, description="operations one GraphQL socket may run at once; more get an `error` for that id"
     )
     graphql_max_fields: int = Field(500, ge=1, description="most fields (aliases included) one operation may select")
+    allowed_origins: str = Field(
+        "",
+        description="comma-separated browser origins allowed to open WebSockets and get CORS answers, or `*`; "
+        "empty: the same origin only",
+    )
+    trusted_proxies: str = Field(
+        "127.0.0.1",
+        description="comma-separated addresses/networks whose `X-Forwarded-For`/`-Proto`/`-Host` are believed, or `*`",
+    )
+    max_body_bytes: int = Field(1048576, ge=1024, description="largest HTTP request body; larger is 413, unread")
+    handshake_timeout_s: float = Field(
+        10.0, gt=0, description="a connection that has not sent a complete request (head and body) by then is closed"
+    )
     shutdown_grace_s: float = Field(10.0, gt=0, description="SIGTERM: seconds to close sockets (1012) and exit")
     log_level: str = Field("info", description="`debug`, `info`, `warning`, `error`")
     log_format: Literal["text", "json"] = Field("text", description="`json` for one JSON object per log line")
+
+    @field_validator("allowed_origins")
+    @classmethod
+    def _origins(cls, value: str) -> str:
+        if bad := invalid_origins(value):
+            raise ValueError(f"not origins (scheme://host[:port]): {', '.join(bad)}")
+        return value

@@ -16,6 +16,7 @@ from starlette.websockets import WebSocket
 from api.errors import CLOSE_CODE_EXPLANATIONS, CloseCode
 from api.graphql.session import Session
 from api.graphql.types import GRAPHQL_WS_PROTOCOL, SUBPROTOCOLS
+from api.origins import origin_policy
 from api.state import AppState
 from api.ws.connection import Connection
 
@@ -26,6 +27,9 @@ def choose_subprotocol(offered: Sequence[str]) -> str | None:
 
 async def graphql_socket(websocket: WebSocket) -> None:
     state: AppState = websocket.app.state.herald
+    if not origin_policy(state.settings.allowed_origins).allows(websocket.scope):
+        await websocket.close(CloseCode.POLICY_VIOLATION, "origin not allowed")  # before accept(): HTTP 403
+        return
     protocol = choose_subprotocol(websocket.scope.get("subprotocols") or ())
     if protocol is None:
         await websocket.accept()

@@ -17,7 +17,7 @@ import orjson
 from pydantic import ValidationError
 
 from api.auth import Principal
-from api.errors import BadRequest, Unauthorized
+from api.errors import BadRequest, Unauthorized, shown
 from api.messages import publish_chat
 from api.models import ROOM_PATTERN, BookIn, is_room
 from api.routes import books as book_store
@@ -31,7 +31,7 @@ MAX_LIMIT = 1000
 @dataclass(slots=True)
 class Context:
     state: AppState
-    #: None: an anonymous HTTP reader (reads are open and unrestricted)
+    #: None: an anonymous HTTP reader (book reads are open; chat reads need a principal when auth is on)
     principal: Principal | None = None
 
     def writer(self) -> Principal:
@@ -42,9 +42,11 @@ class Context:
     def channel(self, room: str) -> str:
         """The chat channel of ``room``, after checking its name and the token's ``channels`` claim."""
         if not is_room(room):
-            raise BadRequest(f"invalid room name {room!r}: it must match {ROOM_PATTERN}")
+            raise BadRequest(f"invalid room name {shown(room)}: it must match {ROOM_PATTERN}")
         if self.principal is not None:
             self.principal.check_room(room)
+        elif self.state.auth.enabled:
+            raise Unauthorized("a bearer token is required to read a chat room")
         return chat_channel(room)
 
 
@@ -83,7 +85,7 @@ def _limit(limit: int) -> int:
 
 def _since(since: str | None) -> str | None:
     if since is not None and not is_offset(since):
-        raise BadRequest(f"since is not an offset: {since!r}")
+        raise BadRequest(f"since is not an offset: {shown(since)}")
     return since
 
 

@@ -8,7 +8,7 @@ import orjson
 from fastapi import APIRouter, Path, Query, status
 
 from api.deps import BrokerDep, IdempotencyKey, ReaderDep, StateDep, WriterDep
-from api.errors import BadRequest
+from api.errors import BadRequest, shown
 from api.messages import publish_chat
 from api.models import ROOM_PATTERN, ChatMessage, MessageAccepted, MessageIn
 from broker import chat_channel, is_offset
@@ -38,6 +38,6 @@ async def get_messages(
     if reader is not None:
         reader.check_room(room)
     if since is not None and not is_offset(since):
-        raise BadRequest(f"since is not an offset: {since!r}")
+        raise BadRequest(f"since is not an offset: {shown(since)}")
     events = await broker.history(chat_channel(room), since, limit)
     return [ChatMessage(id=event.offset or "", **orjson.loads(event.data)) for event in events]

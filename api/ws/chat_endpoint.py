@@ -21,6 +21,7 @@ from api.auth import Principal, token_from
 from api.errors import CloseCode, ErrorCode, HeraldError
 from api.messages import publish_chat
 from api.models import dumps, is_room, with_offset
+from api.origins import origin_policy
 from api.state import AppState
 from api.ws.chat_protocol import (
     AskPresence,
@@ -56,6 +57,8 @@ def frame_user(event: Event) -> str | None:
 
 
 def _refuse_reason(websocket: WebSocket, room: str, state: AppState) -> tuple[Principal | None, str]:
+    if not origin_policy(state.settings.allowed_origins).allows(websocket.scope):
+        return None, "origin not allowed"
     if not is_room(room):
         return None, "invalid room name"
     since = websocket.query_params.get("since")

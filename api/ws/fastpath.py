@@ -14,6 +14,19 @@ its queue and writer task: same behaviour, more CPU.
 Direct writes are only safe without per-connection compression, so Herald runs
 uvicorn with ``ws_per_message_deflate=False``; a connection that negotiated an
 extension anyway gets no writer.
+
+Two hardening duties live here too, where the frames are (SPEC §8):
+
+- Control frames count toward the send bound. Every ping is answered with a pong
+  written straight to the transport, so a peer that pings and never reads would
+  make the replica buffer pongs without end. Once the transport is paused (its
+  buffer over the high-water mark), pongs answered are counted; past
+  ``send_bound`` (``HERALD_SEND_QUEUE``) the peer is closed 1013 like any slow
+  consumer: the close frame follows what is buffered, nothing more is read, and
+  the TCP connection is cut after ``slow_close_s``.
+- A handshake websockets cannot parse (a header line over 8 KiB: a long
+  ``?token=``, a big cookie; more than 128 headers) is answered 431 (400 for
+  other junk) and closed, instead of silence until the peer gives up.
 """
 
 from __future__ import annotations
@@ -23,6 +36,7 @@ from collections.abc import Callable
 from typing import Any
 
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.exceptions import SecurityError
 from websockets.frames import Frame, Opcode
 
 from api.errors import CLOSE_CODE_EXPLANATIONS, CloseCode
@@ -72,9 +86,28 @@ class FrameWriter:
 
 class HeraldWebSocketProtocol(WebSocketsSansIOProtocol):
     frame_writer: FrameWriter | None = None
+    #: pongs answered while the transport is paused before the peer is closed 1013 (``HERALD_SEND_QUEUE``)
+    send_bound: int = 1000
+    #: seconds a closed slow peer keeps its TCP connection to read what is buffered (``HERALD_SLOW_CLOSE_S``)
+    slow_close_s: float = 30.0
+    #: pongs answered since the transport was last paused
+    unread_pongs: int = 0
+    #: closed as a slow peer: input is dropped, the connection ends when the peer closes or is cut
+    lingering: bool = False
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # websockets logs every frame and handshake header at DEBUG: tokens, Authorization headers and
+        # connection_init payloads (truncated past what redaction can recognise). Never (SPEC §7).
+        self.conn.debug = False
 
     def data_received(self, data: bytes) -> None:
+        if self.lingering:
+            return
         self.conn.receive_data(data)
+        if not self.handshake_initiated and self.conn.handshake_exc is not None:
+            self._refuse_handshake(self.conn.handshake_exc)
+            return
         if self.conn.parser_exc is None:
             self.handle_events()
             return
@@ -114,7 +147,61 @@ class HeraldWebSocketProtocol(WebSocketsSansIOProtocol):
             return
         super().shutdown()
 
+    def _refuse_handshake(self, exc: Exception) -> None:
+        too_large = isinstance(exc.__cause__, SecurityError)
+        status, reason = (431, "Request Header Fields Too Large") if too_large else (400, "Bad Request")
+        body = f"invalid WebSocket handshake: {exc.__cause__ or exc}".encode()
+        self.handshake_initiated = self.handshake_complete = self.close_sent = True
+        self.transport.write(
+            f"HTTP/1.1 {status} {reason}\r\ncontent-type: text/plain; charset=utf-8\r\n"
+            f"content-length: {len(body)}\r\nconnection: close\r\n\r\n".encode()
+            + body
+        )
+        self.transport.close()
+
+    def handle_ping(self) -> None:
+        if self.close_sent:
+            self.conn.data_to_send()  # closing: the pong is dropped, not buffered
+            return
+        if not self.writable.is_set():  # the peer is not reading what we write
+            self.unread_pongs += 1
+            if self.unread_pongs > self.send_bound:
+                self._close_slow_peer()
+                return
+        super().handle_ping()
+
+    def _close_slow_peer(self) -> None:
+        """1013 after what is buffered, then a lingering close; TCP cut after ``slow_close_s`` if still unread.
+
+        Closing the socket while the peer's unread pings sit in our receive buffer would make the kernel send
+        a reset, discarding the backlog and the close frame. So reading stops until everything we wrote has
+        left (the peer reads again), then our side is shut (FIN after the close frame) and whatever arrives
+        is read and dropped until the peer closes.
+        """
+        code = CloseCode.TRY_AGAIN_LATER
+        reason = "slow consumer: control frames not read"
+        self.conn.send_close(code, reason)
+        self.transport.write(b"".join(self.conn.data_to_send()))
+        self.close_sent = self.lingering = True
+        self.queue.put_nowait({"type": "websocket.disconnect", "code": code, "reason": reason})
+        self.stop_keepalive()
+        self.read_paused = False  # so that the application's receive() does not resume reading
+        self.transport.pause_reading()
+        self.transport.set_write_buffer_limits(high=self.transport.get_write_buffer_limits()[1], low=0)
+        if self.close_timer is not None:
+            self.close_timer.cancel()
+        self.close_timer = self.loop.call_later(self.slow_close_s, self.transport.abort)
+
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        self.unread_pongs = 0
+
     def resume_writing(self) -> None:
+        if self.lingering and not self.transport.is_closing():
+            # everything we wrote, the close frame last, has left: FIN, and drain the peer's input
+            if self.transport.can_write_eof():
+                self.transport.write_eof()
+            self.transport.resume_reading()
         super().resume_writing()
         writer = self.frame_writer
         if writer is not None and writer.on_resume is not None:

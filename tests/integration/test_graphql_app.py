@@ -178,14 +178,16 @@ def test_an_operation_over_the_limits_is_refused_before_it_executes(client_facto
     status, body = gql(client, two_books)
     assert (status, messages_of(body)) == (200, ["Operation 'Two' selects 4 fields; the limit is 3."])
     assert client.get("/api/books").json() == []
-    introspection = "{ __schema { queryType { name fields { name type { name ofType { name } } } } } }"
+    introspection = "{ __schema { queryType { name } } }"  # introspection counts toward the field limit
     assert gql(client, introspection)[1]["data"]["__schema"]["queryType"]["name"] == "Query"
+    status, body = gql(client, "{ __schema { queryType { name fields { name } } } }")
+    assert messages_of(body) == ["The operation selects 5 fields; the limit is 3."]
 
 
 # -- auth ----------------------------------------------------------------------------------------------------
 
 
-def test_with_auth_mutations_need_a_token_and_queries_stay_open(client_factory: Client) -> None:
+def test_with_auth_mutations_and_chat_reads_need_a_token_and_book_reads_stay_open(client_factory: Client) -> None:
     client = client_factory(jwt_secret=SECRET)
     for token in (None, "not-a-jwt", Auth("a-different-secret-0123456789abcdef").issue("eve")):
         status, body = gql(client, ADD_BOOK, token=token, isbn="1")
@@ -205,6 +207,8 @@ def test_with_auth_mutations_need_a_token_and_queries_stay_open(client_factory: 
     assert messages_of(body) == ["token does not allow room 'secret'"]
     status, body = gql(client, '{ messages(room: "secret") { id } }', token=token)
     assert messages_of(body) == ["token does not allow room 'secret'"]
+    status, body = gql(client, '{ messages(room: "lobby") { id } }')
+    assert (status, body["data"], messages_of(body)) == (200, None, ["a bearer token is required to read a chat room"])
 
 
 # -- Redis unavailable ---------------------------------------------------------------------------------------

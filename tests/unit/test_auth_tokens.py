@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
+import json
+import math
 import os
 import subprocess
 import sys
@@ -9,8 +14,10 @@ import time
 
 import jwt
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from api.auth import ANONYMOUS, Auth, bearer, token_from
+from api.auth import ANONYMOUS, MAX_SUB_LENGTH, Auth, bearer, token_from
 from api.errors import Forbidden, Unauthorized
 
 SECRET = "unit-secret-" + "s" * 60
@@ -114,3 +121,66 @@ def test_herald_token_without_a_secret_says_so() -> None:
     result = herald_token("--user", "erin", secret=None)
     assert result.returncode == 2
     assert "HERALD_JWT_SECRET" in result.stderr and result.stdout == ""
+
+
+def _signed(claims: dict[str, object]) -> str:
+    """A correctly signed token around ``claims`` exactly as given (json.dumps writes 1e400 as Infinity)."""
+    header = base64.urlsafe_b64encode(b'{"alg":"HS256","typ":"JWT"}').rstrip(b"=")
+    body = base64.urlsafe_b64encode(json.dumps(claims).encode()).rstrip(b"=")
+    signature = hmac.new(SECRET.encode(), header + b"." + body, hashlib.sha256).digest()
+    return b".".join((header, body, base64.urlsafe_b64encode(signature).rstrip(b"="))).decode()
+
+
+@pytest.mark.parametrize(
+    "claims",
+    [
+        pytest.param({"sub": "eve", "exp": 10**400}, id="exp-10^400"),
+        pytest.param({"sub": "eve", "exp": float("inf")}, id="exp-infinity"),
+        pytest.param({"sub": "eve", "exp": float("nan")}, id="exp-nan"),
+        pytest.param({"sub": "eve", "iat": float("inf")}, id="iat-infinity"),
+        pytest.param({"sub": "eve", "exp": "soon"}, id="exp-string"),
+        pytest.param({"sub": "ali\u0000ce"}, id="sub-with-nul"),
+        pytest.param({"sub": "alice\n2026 INFO forged"}, id="sub-with-newline"),
+        pytest.param({"sub": "alice\u2028"}, id="sub-with-line-separator"),
+        pytest.param({"sub": "alice\ud800"}, id="sub-with-lone-surrogate"),
+        pytest.param({"sub": "a" * 100_000}, id="sub-100KB"),
+        pytest.param({"sub": "a" * (MAX_SUB_LENGTH + 1)}, id="sub-one-too-long"),
+        pytest.param({"sub": 42}, id="sub-number"),
+        pytest.param({"sub": ""}, id="sub-empty"),
+    ],
+)
+def test_claims_herald_cannot_represent_are_refused_not_500(auth: Auth, claims: dict[str, object]) -> None:
+    with pytest.raises(Unauthorized):
+        auth.verify(_signed(claims))
+
+
+def test_a_subject_at_the_length_bound_is_accepted_unchanged(auth: Auth) -> None:
+    sub = "é" * MAX_SUB_LENGTH
+    assert auth.verify(_signed({"sub": sub})).user == sub
+
+
+@settings(max_examples=200, deadline=None, database=None)
+@given(
+    sub=st.one_of(st.text(max_size=MAX_SUB_LENGTH + 8), st.integers(), st.none()),
+    exp=st.one_of(
+        st.none(),
+        st.integers(min_value=-(10**500), max_value=10**500),
+        st.floats(allow_nan=True, allow_infinity=True),
+        st.text(max_size=4),
+        st.booleans(),
+    ),
+)
+def test_any_signed_claims_give_the_exact_subject_or_unauthorized(sub: object, exp: object) -> None:
+    """Whatever a signed token carries, verify either returns a principal whose user IS the subject
+    (never a cleaned, merged variant) with a finite expiry, or raises Unauthorized; nothing else."""
+    claims: dict[str, object] = {"sub": sub}
+    if exp is not None:
+        claims["exp"] = exp
+    try:
+        principal = Auth(SECRET).verify(_signed(claims))
+    except Unauthorized:
+        return
+    assert principal.user == sub
+    assert isinstance(sub, str) and 0 < len(sub) <= MAX_SUB_LENGTH
+    assert all(char >= " " and char != "\x7f" for char in sub)
+    assert principal.expires_at is None or math.isfinite(principal.expires_at)

@@ -185,7 +185,7 @@ def test_nginx_passes_websocket_upgrades(nginx_conf: str) -> None:
     assert "proxy_http_version 1.1;" in nginx_conf
     assert "proxy_set_header Upgrade $http_upgrade;" in nginx_conf
     assert "proxy_set_header Connection $connection_upgrade;" in nginx_conf
-    for header in ("Host", "X-Real-IP", "X-Forwarded-For", "X-Forwarded-Proto"):
+    for header in ("Host", "X-Real-IP", "X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host"):
         assert f"proxy_set_header {header} " in nginx_conf
     assert "proxy_buffering off;" in nginx_conf
     assert re.search(r"proxy_next_upstream\s+error\s+timeout", nginx_conf)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 from graphql import build_schema, lexicographic_sort_schema, parse, print_schema, specified_rules, validate
 from graphql.utilities import get_introspection_query
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from api.graphql.schema import build_schema as build_herald_schema
 from api.graphql.validation import limits_rule, operation_size
@@ -55,8 +57,9 @@ def size(query: str) -> tuple[int, int]:
         ("{ books { ...F } } fragment F on Book { title isbn }", (1, 3)),
         ("{ x: books { ...F } y: books { ...F } } fragment F on Book { title isbn }", (1, 6)),  # expanded per spread
         ("{ books { ... on Book { title } } }", (1, 2)),
-        ("{ __typename books { __typename title } }", (1, 2)),  # introspection is exempt
-        ("{ __schema { types { name fields { name type { name ofType { name } } } } } }", (0, 0)),
+        ("{ __typename books { __typename title } }", (1, 4)),  # introspection: no depth, fields counted
+        ("{ __schema { types { name fields { name type { name ofType { name } } } } } }", (0, 9)),
+        ('{ a: __schema { queryType { name } } b: __type(name: "Book") { name } }', (0, 5)),
     ],
 )
 def test_depth_and_fields_are_measured(query: str, expected: tuple[int, int]) -> None:
@@ -74,8 +77,26 @@ def test_an_operation_selecting_too_many_fields_is_refused_aliases_included() ->
     assert errors(query, max_fields=11) == ["Operation 'Many' selects 12 fields; the limit is 11."]
 
 
-def test_introspection_keeps_working_under_tight_limits() -> None:
-    assert errors(get_introspection_query(), max_depth=1, max_fields=1) == []
+def test_introspection_is_exempt_from_the_depth_limit_not_the_field_limit() -> None:
+    """GraphiQL's own introspection query (deep ofType chains, ~230 fields) passes the default limits at any
+    depth limit; the same query over a small field limit is refused like any other operation."""
+    full = get_introspection_query(descriptions=True, specified_by_url=True, directive_is_repeatable=True)
+    assert errors(full, max_depth=1, max_fields=500) == []
+    assert errors(full, max_depth=1, max_fields=100)[0].startswith("Operation 'IntrospectionQuery' selects")
+
+
+def test_an_introspection_alias_bomb_is_refused() -> None:
+    # issue 12: 2,000 aliases of __schema in a 129 KB POST blocked a replica's event loop for 6.7 s
+    bomb = "{ " + " ".join(f"a{i}: __schema {{ types {{ name fields {{ name }} }} }}" for i in range(2000)) + " }"
+    assert errors(bomb, max_fields=500) == ["The operation selects 10000 fields; the limit is 500."]
+
+
+@settings(max_examples=50, deadline=None, database=None)
+@given(aliases=st.integers(min_value=1, max_value=400), limit=st.integers(min_value=1, max_value=1000))
+def test_introspection_aliases_count_toward_the_field_limit(aliases: int, limit: int) -> None:
+    query = "{ " + " ".join(f'a{i}: __type(name: "Book") {{ name }}' for i in range(aliases)) + " }"
+    refused = errors(query, max_depth=1, max_fields=limit)
+    assert bool(refused) == (2 * aliases > limit)
 
 
 def test_unknown_fragments_and_cycles_are_left_to_the_standard_rules() -> None:
