@@ -16,10 +16,11 @@ from starlette.types import Receive, Scope, Send
 
 from api import bodies, tracing
 from api.auth import Auth
-from api.errors import Conflict, HeraldError, Unavailable
+from api.errors import Conflict, HeraldError, RateLimited, Unavailable
 from api.graphql import http as graphql_http
 from api.graphql.endpoint import graphql_socket
 from api.graphql.service import GraphQLService
+from api.limits import WriteLimits
 from api.metrics import Sources
 from api.origins import origin_policy
 from api.presence import RoomPresence
@@ -60,6 +61,7 @@ def build_state(settings: Settings, traces: tracing.Tracing | None = None) -> Ap
         auth=Auth(settings.jwt_secret),
         connections=Connections(settings.max_connections),
         presence=RoomPresence(broker),
+        write_limits=WriteLimits(settings.http_rate_limit, settings.http_rate_burst),
     )
     state.metrics.sources = Sources(
         connections=state.connections.count,
@@ -163,6 +165,8 @@ def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(HeraldError)
     async def herald_error(request: Request, exc: HeraldError) -> JSONResponse:
         headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
+        if isinstance(exc, RateLimited):
+            headers = {"Retry-After": str(exc.retry_after)}
         return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=headers)
 
     @app.exception_handler(BrokerUnavailable)

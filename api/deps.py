@@ -8,6 +8,7 @@ from fastapi import Depends, Header, Request
 
 from api.auth import Principal, token_from
 from api.errors import Unauthorized
+from api.limits import writer_key
 from api.settings import Settings
 from api.state import AppState
 from api.ws.chat_protocol import MAX_KEY_CHARS
@@ -28,14 +29,20 @@ def get_broker(request: Request) -> Broker:
 
 
 def get_writer(request: Request) -> Principal:
-    """Who may write: the token's subject (401 without a valid one) or ``anonymous`` when auth is off."""
-    auth = get_state(request).auth
+    """Who may write: the token's subject (401 without a valid one) or ``anonymous`` when auth is off;
+    each write draws from that writer's ``HERALD_HTTP_RATE_LIMIT`` bucket (429 when it is empty)."""
+    state = get_state(request)
+    auth = state.auth
     if not auth.enabled:
-        return auth.principal(None)
-    token = token_from(request.query_params, request.headers)
-    if token is None:
-        raise Unauthorized("a bearer token is required to write")
-    return auth.verify(token)
+        principal = auth.principal(None)
+    else:
+        token = token_from(request.query_params, request.headers)
+        if token is None:
+            raise Unauthorized("a bearer token is required to write")
+        principal = auth.verify(token)
+    client = request.client.host if request.client else None
+    state.write_limits.take(writer_key(principal.user, client, auth.enabled))
+    return principal
 
 
 def get_reader(request: Request) -> Principal | None:

@@ -13,6 +13,7 @@ WebSocket helper)::
     ├── NotFound        -> 404
     ├── Conflict        -> 409
     ├── PayloadTooLarge -> 413
+    ├── RateLimited     -> 429 with Retry-After / error frame "rate_limited"
     └── Unavailable     -> 503 / error frame "unavailable"   (broker.Unavailable is re-raised as this)
 """
 
@@ -108,6 +109,17 @@ class Conflict(HeraldError):
 
 class PayloadTooLarge(HeraldError):
     status_code = 413
+
+
+class RateLimited(HeraldError):
+    """Over a write limit: nothing was published; ``retry_after`` seconds until a write is likely taken."""
+
+    status_code = 429
+    error_code = ErrorCode.RATE_LIMITED
+
+    def __init__(self, detail: str, retry_after: int) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after
 
 
 class Unavailable(HeraldError):

@@ -45,6 +45,10 @@ class Settings(BaseSettings):
     max_message_bytes: int = Field(65536, ge=64, description="largest accepted WebSocket frame; larger closes 1009")
     rate_limit: float = Field(20.0, gt=0, description="chat `message` and `presence` frames per second per connection")
     rate_burst: int = Field(40, ge=1, description="token-bucket burst for `HERALD_RATE_LIMIT`")
+    http_rate_limit: float = Field(
+        20.0, gt=0, description="REST writes and GraphQL mutations per second per user (token `sub`, else address)"
+    )
+    http_rate_burst: int = Field(40, ge=1, description="token-bucket burst for `HERALD_HTTP_RATE_LIMIT`")
     send_queue: int = Field(1000, ge=1, description="frames queued per connection before it is closed 1013")
     max_connections: int = Field(10000, ge=1, description="WebSockets per replica; beyond it new ones close 1013")
     jwt_secret: str | None = Field(None, description="HS256 secret; when set every WebSocket and write needs a token")

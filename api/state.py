@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from api.auth import Auth
+from api.limits import WriteLimits
 from api.metrics import Metrics
 from api.presence import RoomPresence
 from api.settings import Settings
@@ -20,6 +21,8 @@ class AppState:
     auth: Auth
     connections: Connections
     presence: RoomPresence
+    #: REST writes and GraphQL mutations, per writer (SPEC §12)
+    write_limits: WriteLimits
     metrics: Metrics = field(default_factory=Metrics)
     #: GraphQL subscription manager (api.graphql), set by the app factory
     graphql: Any = None

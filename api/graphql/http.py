@@ -33,10 +33,11 @@ from graphql import GraphQLError, OperationType
 from graphql.execution.values import get_variable_values
 
 from api.auth import Principal, token_from
-from api.errors import Unauthorized
+from api.errors import RateLimited, Unauthorized
 from api.graphql.graphiql import PAGE
 from api.graphql.schema import Context
 from api.graphql.service import GraphQLService
+from api.limits import writer_key
 from api.state import AppState
 from broker import Unavailable
 
@@ -188,6 +189,13 @@ async def _run(
         principal = _principal(request, state, write=kind is OperationType.MUTATION)
     except Unauthorized as exc:
         return _refuse(status.HTTP_401_UNAUTHORIZED, exc.detail, media, {"WWW-Authenticate": "Bearer"})
+    if kind is OperationType.MUTATION and principal is not None:
+        client = request.client.host if request.client else None
+        try:
+            state.write_limits.take(writer_key(principal.user, client, state.auth.enabled))
+        except RateLimited as exc:
+            headers = {"Retry-After": str(exc.retry_after)}
+            return _refuse(status.HTTP_429_TOO_MANY_REQUESTS, exc.detail, media, headers)
     # Under application/graphql-response+json a request that cannot execute (no "data" entry) is a 400.
     refused = status.HTTP_400_BAD_REQUEST if media == GRAPHQL_RESPONSE else status.HTTP_200_OK
     errors = prepared.errors or prepared.operation_errors(operation_name)

@@ -21,13 +21,14 @@ from graphql import DocumentNode, ExecutionResult, GraphQLError, OperationType
 from starlette.websockets import WebSocket
 
 from api.auth import Principal, token_from
-from api.errors import CLOSE_CODE_EXPLANATIONS, CloseCode, HeraldError
+from api.errors import CLOSE_CODE_EXPLANATIONS, CloseCode, HeraldError, RateLimited
 from api.graphql.legacy_ws import GraphQLWS
 from api.graphql.schema import Context
 from api.graphql.service import GraphQLService, errors_json, result_json, stream_key
 from api.graphql.shared import FellBehind, Membership
 from api.graphql.transport_ws import GraphQLTransportWS
 from api.graphql.types import Action, Close, GraphQLWSMachine, Send, Start, Stop
+from api.limits import writer_key
 from api.state import AppState
 from api.ws.connection import Connection
 from broker import Unavailable
@@ -214,6 +215,15 @@ class Session:
         if operation is not None and operation.operation is OperationType.SUBSCRIPTION:
             await self._subscription(op, start, prepared.document, context)
             return
+        if operation is not None and operation.operation is OperationType.MUTATION and self.principal is not None:
+            client = self.websocket.client.host if self.websocket.client else None
+            try:
+                self.state.write_limits.take(writer_key(self.principal.user, client, self.state.auth.enabled))
+            except RateLimited as exc:  # an error result for this operation; the socket stays open
+                limited = ExecutionResult(None, [GraphQLError(exc.detail, extensions={"code": exc.error_code})])
+                self._send(self.machine.next(start.op_id, result_json(limited)))
+                self._send(self.machine.complete(start.op_id))
+                return
         result = await self.service.execute(prepared.document, start.variables, start.operation_name, context)
         self._send(self.machine.next(start.op_id, result_json(result)))
         self._send(self.machine.complete(start.op_id))
