@@ -70,6 +70,23 @@ def test_the_readme_lists_what_a_client_gets(
     assert re.search(rf"\b{status}\b", row(route)), f"README's row for {route} does not list {status}"
 
 
+@pytest.mark.parametrize(
+    ("route", "path", "body"),
+    [
+        (POST_CHAT, "/api/chat/lobby/messages", {"text": "hi"}),
+        (POST_BOOK, "/api/books", {"isbn": "1", "title": "t", "author": "a"}),
+    ],
+)
+def test_writes_beyond_the_writers_rate_are_429_with_retry_after(
+    client_factory: Callable[..., TestClient], route: str, path: str, body: dict[str, str]
+) -> None:
+    client = client_factory(http_rate_limit=0.01, http_rate_burst=1)
+    client.post(path, json=body)
+    refused = client.post(path, json={**body, "isbn": "2"} if "isbn" in body else body)
+    assert refused.status_code == 429 and int(refused.headers["Retry-After"]) >= 1
+    assert "429" in row(route)
+
+
 def test_a_duplicate_isbn_is_409(client_factory: Callable[..., TestClient]) -> None:
     client = client_factory()
     book = {"isbn": "9780441013593", "title": "Dune", "author": "Frank Herbert"}
