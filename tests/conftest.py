@@ -91,6 +91,9 @@ def herald_factory(tmp_path: Path, key_prefix: str) -> Iterator[Callable[..., He
 
     def make(redis_url: str, replica_id: str | None = None, **env: str) -> Herald:
         env.setdefault("HERALD_KEY_PREFIX", key_prefix)
+        # Tests publish in bulk over REST from one address; the write limit is tested where it is the
+        # subject (tests/e2e/test_write_limits.py sets its own).
+        env.setdefault("HERALD_HTTP_RATE_LIMIT", "100000")
         herald = Herald(tmp_path / "logs", redis_url, replica_id or f"r{next(_replicas)}", **env)
         started.append(herald.start())
         return herald
