@@ -156,6 +156,14 @@ class _Server(uvicorn.Server):
         self._grace_s = grace_s
         self._watchdog: threading.Timer | None = None
 
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        # SSE streams are HTTP responses: uvicorn would wait for them until its graceful timeout and
+        # then cut them. End them now, as sockets get 1012, so their clients resume elsewhere at once.
+        state = getattr(getattr(self.config.app, "state", None), "herald", None)
+        if state is not None:
+            state.sse.drain()
+        await super().shutdown(sockets)
+
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         if self._watchdog is None:
             # A little early, so that "within the grace period" holds despite scheduling delays.
