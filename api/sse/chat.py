@@ -23,7 +23,7 @@ from api.auth import Principal, token_from
 from api.chat_feed import GAP_REASON, chat_frame, frame_type, frame_user, send_backlog, welcome
 from api.errors import BadRequest, CloseCode
 from api.models import dumps, is_room
-from api.sse.response import MEDIA_TYPE, EventStreamResponse
+from api.sse.response import EventStream200, EventStreamResponse
 from api.sse.stream import EventStream, sse_event
 from api.state import AppState
 from broker import Event, Unavailable, chat_channel, is_offset
@@ -54,8 +54,8 @@ def close_event(code: CloseCode, reason: str) -> bytes:
 @router.get(
     "/sse/chat/{room}",
     summary="A chat room as server-sent events",
-    response_class=EventStreamResponse,
-    responses={200: {"content": {MEDIA_TYPE: {}}, "description": "welcome, then every chat frame as an event"}},
+    response_class=EventStream200,
+    response_description="the retry hint, the welcome, then every chat frame as an event",
 )
 async def chat_events(
     request: Request,

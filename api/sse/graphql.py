@@ -29,7 +29,7 @@ from api.errors import CloseCode, HeraldError
 from api.graphql.schema import Context, Source
 from api.graphql.service import GraphQLService, result_json, stream_key
 from api.graphql.shared import FellBehind, Key, Run
-from api.sse.response import MEDIA_TYPE, EventStreamResponse
+from api.sse.response import MEDIA_TYPE, EventStream200, EventStreamResponse
 from api.sse.stream import EventStream, sse_event
 from api.state import AppState
 from broker import Unavailable
@@ -39,14 +39,31 @@ router = APIRouter(tags=["graphql"])
 PATH = "/graphql/stream"
 COMPLETE = b"event: complete\ndata:\n\n"  # with an empty data line, so a browser EventSource dispatches it
 
-_DOC: dict[str, Any] = {
+_STRING = {"type": "string"}
+_ACCEPT = {"name": "Accept", "in": "header", "required": True, "schema": {"type": "string", "enum": [MEDIA_TYPE]}}
+_POST_DOC: dict[str, Any] = {
+    "parameters": [_ACCEPT],
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "required": ["query"],
+                    "properties": {"query": _STRING, "variables": {"type": "object"}, "operationName": _STRING},
+                },
+                "example": {"query": 'subscription { chatMessage(room: "lobby") { id user text } }'},
+            }
+        },
+    },
+}
+_GET_DOC: dict[str, Any] = {
     "parameters": [
-        {
-            "name": "Accept",
-            "in": "header",
-            "required": True,
-            "schema": {"type": "string", "enum": [MEDIA_TYPE]},
-        }
+        _ACCEPT,
+        *(
+            {"name": name, "in": "query", "required": name == "query", "schema": _STRING}
+            for name in ("query", "variables", "operationName")
+        ),
     ]
 }
 
@@ -87,7 +104,12 @@ def _accepts(request: Request) -> bool:
 NOT_ACCEPTABLE = "This endpoint streams server-sent events: send Accept: text/event-stream (or use /graphql)."
 
 
-@router.post("/graphql/stream", summary="Run a GraphQL operation over SSE (graphql-sse)", openapi_extra=_DOC)
+@router.post(
+    "/graphql/stream",
+    summary="Run a GraphQL operation over SSE (graphql-sse)",
+    response_class=EventStream200,
+    openapi_extra=_POST_DOC,
+)
 async def graphql_stream_post(request: Request) -> Response:
     if not _accepts(request):
         return _json(status.HTTP_406_NOT_ACCEPTABLE, NOT_ACCEPTABLE)
@@ -100,7 +122,12 @@ async def graphql_stream_post(request: Request) -> Response:
     return await _operation(request, body.get("query"), body.get("variables"), body.get("operationName"), get=False)
 
 
-@router.get("/graphql/stream", summary="Run a GraphQL query or subscription over SSE (graphql-sse)", openapi_extra=_DOC)
+@router.get(
+    "/graphql/stream",
+    summary="Run a GraphQL query or subscription over SSE (graphql-sse)",
+    response_class=EventStream200,
+    openapi_extra=_GET_DOC,
+)
 async def graphql_stream_get(request: Request) -> Response:
     if not _accepts(request):
         return _json(status.HTTP_406_NOT_ACCEPTABLE, NOT_ACCEPTABLE)

@@ -35,9 +35,13 @@ HEADERS = [
 Run = Callable[[EventStream], Awaitable[None]]
 
 
-class EventStreamResponse(Response):
+class EventStream200(Response):
+    """What a route's ``response_class`` names, for the OpenAPI document: ``text/event-stream``."""
+
     media_type = MEDIA_TYPE
 
+
+class EventStreamResponse(EventStream200):
     def __init__(self, state: AppState, endpoint: str, user: str, run: Run, farewell: Farewell | None) -> None:
         super().__init__(media_type=MEDIA_TYPE)
         self._state = state

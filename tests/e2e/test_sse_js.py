@@ -32,8 +32,8 @@ def js() -> Path:
 def test_graphql_sse_client_queries_mutates_and_subscribes_across_replicas(
     redis_server: RedisServer, herald_factory: Callable[..., Herald], js: Path, room: str
 ) -> None:
-    a = herald_factory(redis_server.url, HERALD_HISTORY_SIZE="2")
-    b = herald_factory(redis_server.url, HERALD_HISTORY_SIZE="2")
+    a = herald_factory(redis_server.url, HERALD_HISTORY_SIZE="2", HERALD_HEARTBEAT_S="0.2")
+    b = herald_factory(redis_server.url, HERALD_HISTORY_SIZE="2", HERALD_HEARTBEAT_S="0.2")
     done = subprocess.run(
         ["node", "graphql_sse.mjs", a.http, b.http, room], cwd=js, capture_output=True, text=True, timeout=RUN_TIMEOUT_S
     )
