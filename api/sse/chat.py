@@ -21,8 +21,9 @@ from starlette.responses import Response
 
 from api.auth import Principal, token_from
 from api.chat_feed import GAP_REASON, chat_frame, frame_type, frame_user, send_backlog, welcome
-from api.errors import BadRequest, CloseCode
+from api.errors import BadRequest, CloseCode, Forbidden
 from api.models import dumps, is_room
+from api.origins import origin_policy
 from api.sse.response import EventStream200, EventStreamResponse
 from api.sse.stream import EventStream, sse_event
 from api.state import AppState
@@ -68,6 +69,8 @@ async def chat_events(
     ] = None,
 ) -> Response:
     state: AppState = request.app.state.herald
+    if not origin_policy(state.settings.allowed_origins).allows(request.scope):
+        raise Forbidden("origin not allowed")  # a page on another site, as for a WebSocket handshake
     if not is_room(room):
         raise BadRequest(f"invalid room name {room!r}")
     since = last_event_id or since

@@ -25,10 +25,12 @@ from graphql import ExecutionResult, GraphQLError, OperationType
 from starlette.responses import Response
 
 from api.auth import Principal, token_from
-from api.errors import CloseCode, HeraldError
+from api.errors import CloseCode, HeraldError, RateLimited
 from api.graphql.schema import Context, Source
 from api.graphql.service import GraphQLService, result_json, stream_key
 from api.graphql.shared import FellBehind, Key, Run
+from api.limits import writer_key
+from api.origins import origin_policy
 from api.sse.response import MEDIA_TYPE, EventStream200, EventStreamResponse
 from api.sse.stream import EventStream, sse_event
 from api.state import AppState
@@ -101,6 +103,14 @@ def _accepts(request: Request) -> bool:
     return MEDIA_TYPE in request.headers.get("accept", "")
 
 
+def _refused(request: Request) -> Response | None:
+    """A browser page of an origin that is not allowed (SPEC §7), as for a WebSocket handshake: 403."""
+    state: AppState = request.app.state.herald
+    if origin_policy(state.settings.allowed_origins).allows(request.scope):
+        return None
+    return _json(status.HTTP_403_FORBIDDEN, "origin not allowed")
+
+
 NOT_ACCEPTABLE = "This endpoint streams server-sent events: send Accept: text/event-stream (or use /graphql)."
 
 
@@ -111,6 +121,8 @@ NOT_ACCEPTABLE = "This endpoint streams server-sent events: send Accept: text/ev
     openapi_extra=_POST_DOC,
 )
 async def graphql_stream_post(request: Request) -> Response:
+    if refused := _refused(request):
+        return refused
     if not _accepts(request):
         return _json(status.HTTP_406_NOT_ACCEPTABLE, NOT_ACCEPTABLE)
     try:
@@ -129,6 +141,8 @@ async def graphql_stream_post(request: Request) -> Response:
     openapi_extra=_GET_DOC,
 )
 async def graphql_stream_get(request: Request) -> Response:
+    if refused := _refused(request):
+        return refused
     if not _accepts(request):
         return _json(status.HTTP_406_NOT_ACCEPTABLE, NOT_ACCEPTABLE)
     params = request.query_params
@@ -159,6 +173,12 @@ async def _operation(
         principal = _principal(request, state, kind)
     except HeraldError as exc:
         return _json(exc.status_code, exc.detail, {"WWW-Authenticate": "Bearer"})
+    if kind is OperationType.MUTATION and principal is not None:
+        client = request.client.host if request.client else None
+        try:  # the same per-writer bucket as every other write (SPEC §12)
+            state.write_limits.take(writer_key(principal.user, client, state.auth.enabled))
+        except RateLimited as exc:
+            return _json(status.HTTP_429_TOO_MANY_REQUESTS, exc.detail, {"Retry-After": str(exc.retry_after)})
     errors = prepared.errors or prepared.operation_errors(operation_name)
     if errors or prepared.document is None:
         return _done(orjson.dumps({"errors": [error.formatted for error in errors]}).decode())
