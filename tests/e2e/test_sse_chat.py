@@ -24,11 +24,14 @@ pytestmark = [pytest.mark.redis, pytest.mark.e2e]
 
 WAIT_S = 15.0
 SECRET = "s" * 40
+#: these tests publish bursts from one address: lift the per-writer limit (tested elsewhere)
+UNLIMITED = {"HERALD_HTTP_RATE_LIMIT": "1000000", "HERALD_HTTP_RATE_BURST": "1000000"}
 
 
 @pytest.fixture(scope="module")
 def replicas(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Herald, Herald]]:
     env = {"HERALD_KEY_PREFIX": f"e{uuid.uuid4().hex[:8]}", "HERALD_HEARTBEAT_S": "0.3", "HERALD_HISTORY_SIZE": "5"}
+    env.update(UNLIMITED)
     started = [Herald(tmp_path_factory.mktemp(name), redis_server.url, name, **env).start() for name in ("a", "b")]
     yield started[0], started[1]
     for herald in started:
@@ -170,7 +173,7 @@ async def test_beyond_max_connections_the_stream_ends_with_1013(
 async def test_a_client_that_stops_reading_is_dropped_after_a_bounded_backlog(
     redis_server: RedisServer, herald_factory: Callable[..., Herald]
 ) -> None:
-    herald = herald_factory(redis_server.url, HERALD_SEND_QUEUE="8", HERALD_HEARTBEAT_S="3600")
+    herald = herald_factory(redis_server.url, HERALD_SEND_QUEUE="8", HERALD_HEARTBEAT_S="3600", **UNLIMITED)
     room = f"r{uuid.uuid4().hex[:8]}"
     padding = "x" * 60_000
     async with sse(herald.http, f"/sse/chat/{room}") as reader:
@@ -210,8 +213,8 @@ async def test_a_stream_whose_replica_missed_more_than_the_history_ends_like_401
 ) -> None:
     # Redis drops a pub/sub client that stops reading once 256 kB wait for it.
     own_redis.client().config_set("client-output-buffer-limit", "pubsub 256kb 0 0")
-    a = herald_factory(own_redis.url, HERALD_HISTORY_SIZE="20", HERALD_HEARTBEAT_S="3600")
-    b = herald_factory(own_redis.url, HERALD_HISTORY_SIZE="20", HERALD_HEARTBEAT_S="3600")
+    a = herald_factory(own_redis.url, HERALD_HISTORY_SIZE="20", HERALD_HEARTBEAT_S="3600", **UNLIMITED)
+    b = herald_factory(own_redis.url, HERALD_HISTORY_SIZE="20", HERALD_HEARTBEAT_S="3600", **UNLIMITED)
     room = f"r{uuid.uuid4().hex[:8]}"
     async with sse(a.http, f"/sse/chat/{room}") as reader:
         await opened(reader)

@@ -58,7 +58,9 @@ def test_graphql_sse_client_queries_mutates_and_subscribes_across_replicas(
 async def test_eventsource_resumes_on_a_survivor_with_last_event_id_after_sigterm(
     redis_server: RedisServer, herald_factory: Callable[..., Herald], js: Path, room: str, tmp_path: Path
 ) -> None:
-    replicas = [herald_factory(redis_server.url, HERALD_HEARTBEAT_S="1") for _ in range(2)]
+    replicas = [
+        herald_factory(redis_server.url, HERALD_HEARTBEAT_S="1", HERALD_HTTP_RATE_LIMIT="1000") for _ in range(2)
+    ]
     total, kill_after = 60, 20
     with run_nginx([herald.port for herald in replicas], tmp_path) as port:
         client = await asyncio.create_subprocess_exec(
