@@ -26,6 +26,8 @@ from api.origins import origin_policy
 from api.presence import RoomPresence
 from api.routes import books, chat, docs, ops
 from api.settings import Settings
+from api.sse import chat as sse_chat
+from api.sse import graphql as sse_graphql
 from api.state import AppState
 from api.ws.chat_endpoint import chat_socket
 from api.ws.registry import Connections
@@ -145,6 +147,8 @@ def create_app(settings: Settings | None = None, traces: tracing.Tracing | None 
     app.include_router(books.router)
     app.include_router(graphql_http.router)
     app.add_api_websocket_route(GRAPHQL_PATH, graphql_socket)
+    app.include_router(sse_chat.router)
+    app.include_router(sse_graphql.router)
     _add_error_handlers(app)
     docs.add_docs(app)
     _add_web_page(app)
@@ -155,7 +159,7 @@ def create_app(settings: Settings | None = None, traces: tracing.Tracing | None 
             CORSMiddleware,
             allow_origins=cors_origins,
             allow_methods=["GET", "POST"],
-            allow_headers=["Authorization", "Content-Type", "Idempotency-Key"],
+            allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "Last-Event-ID"],
             max_age=600,
         )
     return app

@@ -11,9 +11,10 @@ import socket
 import sys
 import threading
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from importlib import metadata
 from types import FrameType
+from typing import Any
 
 import uvicorn
 from jwt.warnings import InsecureKeyLengthWarning
@@ -116,9 +117,10 @@ def serve(settings: Settings) -> int:
     configure(settings.log_level, settings.log_format)
     # Herald warns about a short HERALD_JWT_SECRET itself, once, at start-up
     warnings.filterwarnings("ignore", category=InsecureKeyLengthWarning)
+    app = create_app(settings)
     config = uvicorn.Config(
         # X-Forwarded-* believed from HERALD_TRUSTED_PROXIES only (not uvicorn's proxy_headers: see api.proxy)
-        TrustedProxies(create_app(settings), settings.trusted_proxies),
+        TrustedProxies(app, settings.trusted_proxies),
         host=settings.host,
         port=settings.port,
         loop="uvloop",
@@ -139,8 +141,16 @@ def serve(settings: Settings) -> int:
     # handler in place that ends the process with status 0 instead of death by signal.
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, _stopped)
-    _Server(config, settings.shutdown_grace_s).run(sockets=[listener])
+    _Server(config, settings.shutdown_grace_s, lambda: _drain_streams(app)).run(sockets=[listener])
     return 0
+
+
+def _drain_streams(app: Any) -> None:
+    """SSE streams are HTTP responses: uvicorn would wait for them until its graceful timeout and then
+    cut them. End them as shutdown begins, as sockets get 1012, so their clients resume elsewhere at once."""
+    state = getattr(app.state, "herald", None)
+    if state is not None:
+        state.sse.drain()
 
 
 def _stopped(sig: int, frame: FrameType | None) -> None:
@@ -151,10 +161,15 @@ class _Server(uvicorn.Server):
     """uvicorn's server with a hard deadline: told to stop, it exits within the grace period even
     if a handler or the lifespan shutdown hangs (e.g. on a Redis that stopped answering)."""
 
-    def __init__(self, config: uvicorn.Config, grace_s: float) -> None:
+    def __init__(self, config: uvicorn.Config, grace_s: float, on_shutdown: Callable[[], None]) -> None:
         super().__init__(config)
         self._grace_s = grace_s
+        self._on_shutdown = on_shutdown
         self._watchdog: threading.Timer | None = None
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        self._on_shutdown()
+        await super().shutdown(sockets)
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         if self._watchdog is None:

@@ -10,6 +10,7 @@ from api.limits import WriteLimits
 from api.metrics import Metrics
 from api.presence import RoomPresence
 from api.settings import Settings
+from api.sse.registry import SseStreams
 from api.ws.registry import Connections
 from broker import Broker
 
@@ -24,5 +25,7 @@ class AppState:
     #: REST writes and GraphQL mutations, per writer (SPEC §12)
     write_limits: WriteLimits
     metrics: Metrics = field(default_factory=Metrics)
+    #: open server-sent event streams (api.sse)
+    sse: SseStreams = field(default_factory=SseStreams)
     #: GraphQL subscription manager (api.graphql), set by the app factory
     graphql: Any = None

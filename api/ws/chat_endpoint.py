@@ -14,13 +14,13 @@ import logging
 import time
 from collections.abc import Callable
 
-import orjson
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from api.auth import Principal, token_from
+from api.chat_feed import GAP_REASON, chat_frame, frame_user, send_backlog, welcome
 from api.errors import CloseCode, ErrorCode, HeraldError
 from api.messages import publish_chat
-from api.models import dumps, is_room, with_offset
+from api.models import dumps, is_room
 from api.origins import origin_policy
 from api.state import AppState
 from api.ws.chat_protocol import (
@@ -37,23 +37,6 @@ from api.ws.connection import Connection
 from broker import Event, OutcomeUnknown, Subscription, Unavailable, chat_channel, is_offset
 
 log = logging.getLogger(__name__)
-
-GAP_REASON = "insufficient state: resume with since"
-
-
-def chat_frame(event: Event) -> str:
-    """The client frame for a chat event; computed once per event per replica (``Event.memo``)."""
-    if event.offset is None:
-        return event.data  # join/leave: published as complete frames
-    return with_offset("id", event.offset, '{"type":"message",' + event.data[1:])
-
-
-def frame_user(event: Event) -> str | None:
-    """The user a join/leave frame is about (so a member is not told of their own arrival)."""
-    if event.offset is not None:
-        return None
-    user = orjson.loads(event.data).get("user")
-    return user if isinstance(user, str) else None
 
 
 def _refuse_reason(websocket: WebSocket, room: str, state: AppState) -> tuple[Principal | None, str]:
@@ -164,34 +147,9 @@ async def _welcome(
     frame: Callable[[Event], str | None],
     state: AppState,
 ) -> bool:
-    """Send the welcome and the replay, each send within ``HERALD_SLOW_CLOSE_S``; False if the socket closed.
-
-    The replay arrives a page at a time and the next page is read only once this one was
-    handed to the socket, so a client that does not read holds at most a page in memory.
-    """
-    welcome: dict[str, object] = {
-        "type": "welcome",
-        "room": room,
-        "user": user,
-        "replica": state.settings.replica_id,
-        "offset": subscription.offset,
-    }
-    if since is not None:
-        welcome["recovered"] = subscription.recovered
-    slow_close_s = state.settings.slow_close_s
-    loop = asyncio.get_running_loop()
-    async with asyncio.timeout(slow_close_s) as deadline:
-        await conn.send_now(dumps(welcome))
-        async for events in subscription.replay():
-            for event in events:
-                if event.gap:
-                    await conn.close(CloseCode.INSUFFICIENT_STATE, GAP_REASON)
-                    return False
-                text = frame(event)
-                if text is not None:
-                    deadline.reschedule(loop.time() + slow_close_s)
-                    await conn.send_now(text)
-    return not conn.closed
+    """Send the welcome and the replay (``api.chat_feed.send_backlog``); False if the socket closed."""
+    first = dumps(welcome(subscription, room, user, since, state.settings.replica_id))
+    return await send_backlog(conn, subscription, first, frame, state.settings.slow_close_s)
 
 
 async def _receive_loop(websocket: WebSocket, conn: Connection, room: str, user: str, state: AppState) -> None:

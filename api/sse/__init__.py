@@ -1,0 +1,1 @@
+"""Server-sent events (SPEC §10): chat at ``/sse/chat/{room}``, GraphQL over SSE at ``/graphql/stream``."""
