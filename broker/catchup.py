@@ -175,8 +175,9 @@ class CatchUp:
         out: list[Event] = []
         gap = page.gap_after(self._start())
         if gap == LAST_POSITION:
-            # the position belongs to a history Redis lost: everything retained is new, from the start
-            self.position = self._floor = None
+            # The position belongs to a history Redis lost: everything retained is new. Read it from
+            # where the present stream's retained part begins, so its own trimming is not told again.
+            self.position, self._floor = None, page.trimmed
             self._need_read = True
             return [Event.gap_marker(page.channel, gap)]
         if gap is not None:

@@ -445,3 +445,16 @@ async def test_a_stuck_pubsub_link_is_noticed_by_its_probe_and_the_gap_replayed(
         await ws.close()
     finally:
         await proxy.close()
+
+
+async def test_a_since_from_a_lost_history_in_a_trimmed_room_is_told_once_then_gets_the_retained_events(
+    redis_server: RedisServer, herald_factory: Callable[..., Herald]
+) -> None:
+    herald = herald_factory(redis_server.url, HERALD_HISTORY_SIZE="5", HERALD_HEARTBEAT_S="3600")
+    room = f"r{uuid.uuid4().hex[:8]}"
+    offsets = await post_many(herald, room, [f"m{n}" for n in range(21)])
+    ws, welcome = await connect(herald.ws, room, since="1-0")  # before this stream began
+    assert welcome["recovered"] is False
+    got = [await frame_where(ws, lambda f: f["type"] == "message") for _ in range(5)]
+    assert [f["id"] for f in got] == offsets[-5:]  # told once, in the welcome; never closed 4010
+    await ws.close()

@@ -144,6 +144,7 @@ CASES = [
     ),
     Case("since 0 with something trimmed: a gap", [1, 2, 3], (0, 0), {}, ["gap<=1-1", "1-2", "1-3"], keep=2),
     Case("lost stream: since after its newest", [1, 2], (1, 9), {}, ["gap", "1-1", "1-2"]),
+    Case("lost stream, itself trimmed since: told once", [1, 2, 3, 4, 5], (0, 9), {}, ["gap", "1-4", "1-5"], keep=2),
     Case("lost stream: empty now", [], (1, 9), {0: [10]}, ["gap", "1-10"]),
     Case(
         "ephemeral events keep their place among live ones",
