@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from types import TracebackType
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit, urlunsplit
@@ -97,7 +97,7 @@ class HeraldClient:
 
     def subscribe(
         self, query: str, variables: dict[str, Any] | None = None, operation_name: str | None = None
-    ) -> AsyncIterator[dict[str, Any]]:
+    ) -> AsyncGenerator[dict[str, Any]]:
         """GraphQL results (``{"data": …, "errors": …, "extensions": …}``) of a subscription, resumed on reconnect.
 
         A result whose ``extensions`` say ``"recovered": false`` means events were lost for good

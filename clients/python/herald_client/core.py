@@ -169,12 +169,21 @@ class RoomTracker:
         self.room = room
         self.resume: str | None = since
         self._last = parse_offset(since) if since is not None else None
+        #: a gap was told and no message has arrived since
+        self._gap_told = False
 
     def welcome(self, frame: Frame) -> list[Frame]:
         """A welcome frame -> what the application must see before anything else (the gap frame)."""
         out: list[Frame] = []
         if frame.get("recovered") is False:
-            out.append({"type": "gap", "room": self.room})
+            if not self._gap_told:
+                out.append({"type": "gap", "room": self.room})
+            self._gap_told = True
+            # After a gap every retained event is new, whatever its offset (a history Redis lost
+            # restarts its offsets), and "0" reaches all of them: resume from there until a
+            # message arrives, so a connection lost before then does not report the gap twice.
+            self.resume = "0"
+            self._last = None
         if self.resume is None:
             # First connection: resume from the room's newest event as of now; an empty room
             # resumes from its very beginning ("0"), so nothing published meanwhile is missed.
@@ -195,6 +204,7 @@ class RoomTracker:
             return False
         self._last = position
         self.resume = offset
+        self._gap_told = False
         return True
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import TYPE_CHECKING, Any
 
 from websockets.asyncio.client import ClientConnection, connect
@@ -32,7 +32,7 @@ class _Completed(Exception):
 
 async def subscribe(
     client: HeraldClient, query: str, variables: dict[str, Any] | None, operation_name: str | None
-) -> AsyncIterator[Frame]:
+) -> AsyncGenerator[Frame]:
     tracker = SubscriptionTracker(query, variables)
     reconnector = Reconnector(client.policy, client.rng)
     while True:

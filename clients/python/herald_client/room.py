@@ -68,6 +68,8 @@ class Room:
         self.replica: str | None = None
         #: successful connections so far (1 + reconnects)
         self.connects = 0
+        #: "connecting", "open" or "closed" (each change is passed to ``on_state``)
+        self.state = ""
         self._client = client
         self._policy = client.policy
         self._tracker = RoomTracker(name, since)
@@ -328,5 +330,8 @@ class Room:
         self._readable.set()
 
     def _state(self, state: str) -> None:
+        if state == self.state:
+            return
+        self.state = state
         if self._on_state is not None:
             self._on_state(state)

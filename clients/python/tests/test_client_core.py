@@ -124,8 +124,19 @@ def test_a_resume_that_was_not_recovered_yields_a_gap_frame_first() -> None:
     assert tracker.welcome({"type": "welcome", "offset": "90-0", "recovered": False}) == [
         {"type": "gap", "room": "lobby"}
     ]
-    assert tracker.resume == "3-0"  # a welcome never moves a known position
+    # every retained event is new after a gap, even one below the old position (Redis lost history)
+    assert tracker.resume == "0"
+    assert tracker.accept({"type": "message", "id": "2-0"})
+    assert tracker.resume == "2-0"
     assert tracker.welcome({"type": "welcome", "offset": "90-0", "recovered": True}) == []
+
+
+def test_a_gap_is_told_once_even_when_the_connection_drops_before_the_next_message() -> None:
+    tracker = RoomTracker("lobby", since="3-0")
+    assert len(tracker.welcome({"type": "welcome", "offset": "9-0", "recovered": False})) == 1
+    assert tracker.welcome({"type": "welcome", "offset": "9-0", "recovered": False}) == []
+    assert tracker.accept({"type": "message", "id": "5-0"})
+    assert len(tracker.welcome({"type": "welcome", "offset": "9-0", "recovered": False})) == 1
 
 
 def test_a_subscription_with_a_since_variable_resumes_from_its_last_result() -> None:
