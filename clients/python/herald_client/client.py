@@ -59,7 +59,6 @@ class HeraldClient:
         self._rooms: set[Room] = set()
 
     async def __aenter__(self) -> HeraldClient:
-        self._http = httpx.AsyncClient(base_url=self._http_base, timeout=self.open_timeout_s)
         return self
 
     async def __aexit__(
@@ -112,8 +111,8 @@ class HeraldClient:
         For publishers that do not read the room. Retried like ``Room.send`` on 503 and
         network errors, with the same ``Idempotency-Key``, so it publishes at most once.
         """
-        if self._http is None:
-            raise RuntimeError("use `async with HeraldClient(...)` first")
+        if self._http is None:  # made on first use: most clients never publish over HTTP
+            self._http = httpx.AsyncClient(base_url=self._http_base, timeout=self.open_timeout_s)
         headers = {**self.headers(), "Idempotency-Key": key or uuid.uuid4().hex}
         backoff = Reconnector(self.policy, self.rng)
         unknown = False
