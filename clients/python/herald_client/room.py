@@ -98,7 +98,11 @@ class Room:
 
     async def __aenter__(self) -> Room:
         self._task = asyncio.create_task(self._run(), name=f"herald-room-{self.name}")
-        await self._opened.wait()
+        try:
+            await self._opened.wait()  # the caller bounds this wait (asyncio.timeout) if it wants to
+        except BaseException:
+            await self.close()
+            raise
         if self._error is not None:
             await self.close()
             raise self._error
