@@ -253,3 +253,20 @@ async def test_a_subscription_resumes_across_a_replica_restart_without_loss_or_r
 
 async def _subscribed(herald: Herald) -> bool:
     return await ametric(herald.http, "herald_graphql_subscriptions") == 1
+
+
+async def test_a_room_read_slowly_pauses_and_resumes_with_bounded_buffer_and_no_loss(
+    redis_server: RedisServer, herald_factory: Callable[..., Herald], room: str
+) -> None:
+    a = herald_factory(redis_server.url, **QUIET)
+    async with HeraldClient(a.http) as herald, herald.room(room, max_buffer=10) as chat:
+        texts = [f"m{n}" for n in range(50)]
+        for text in texts:  # nobody reads meanwhile: the room stops reading at 10 frames
+            await post_message(a.http, room, text)
+
+        async def paused() -> bool:
+            return chat.state == "connecting"
+
+        await eventually(paused, WAIT_S, "the room paused its connection")
+        assert await texts_until(chat, "m49") == texts
+        assert chat.connects >= 2

@@ -260,8 +260,11 @@ class Room:
             while True:
                 self._state("connecting")
                 kind, detail, code = await self._connect_once()
+                self._state("connecting")
                 if kind is None:  # the application fell behind: resume once it caught up
-                    await self._drained.wait()
+                    while len(self._frames) > self._max_buffer // 2:
+                        self._drained.clear()
+                        await self._drained.wait()
                     continue
                 await asyncio.sleep(self._reconnector.next_delay(kind, detail, code))
         except HeraldClientError as exc:
@@ -311,7 +314,6 @@ class Room:
             self._inflight.clear()
             await ws.close(1000, "client falling behind" if paused else "bye")
         if paused:
-            self._drained.clear()
             return None, "", None
         code = ws.close_code
         return classify_close(code), f"close {code} {ws.close_reason or ''}".strip(), code
