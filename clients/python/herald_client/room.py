@@ -15,11 +15,10 @@ import json
 import uuid
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TYPE_CHECKING
 
-from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
 from herald_client.core import (
@@ -30,7 +29,8 @@ from herald_client.core import (
     classify_close,
     classify_handshake,
 )
-from herald_client.errors import HeraldClientError, OutcomeUnknown, RequestRefused, Unavailable
+from herald_client.errors import HeraldClientError
+from herald_client.room_requests import Requests
 
 if TYPE_CHECKING:
     from herald_client.client import HeraldClient
@@ -39,17 +39,6 @@ if TYPE_CHECKING:
 APP_FRAMES = frozenset({"message", "join", "leave"})
 #: answers to a request, in request order (the server handles one frame of a socket at a time)
 ANSWERS = frozenset({"error", "presence", "pong"})
-#: an ``unavailable`` detail that means "maybe published" (SPEC §8)
-_UNKNOWN_HINTS = ("unknown", "may or may not")
-
-
-@dataclass(eq=False)
-class _Request:
-    frame: str
-    key: str | None
-    future: asyncio.Future[Frame]
-    #: handed to a socket at least once
-    written: bool = field(default=False)
 
 
 class Room:
@@ -81,10 +70,7 @@ class Room:
         self._readable = asyncio.Event()
         self._drained = asyncio.Event()
         self._opened = asyncio.Event()
-        self._pending: deque[_Request] = deque()
-        self._inflight: deque[_Request] = deque()
-        self._write_lock = asyncio.Lock()
-        self._ws: ClientConnection | None = None
+        self._requests = Requests(client.policy, client.rng)
         self._error: BaseException | None = None
         self._closed = False
         self._task: asyncio.Task[None] | None = None
@@ -119,7 +105,7 @@ class Room:
             return
         self._closed = True
         self._client.forget(self)
-        self._fail_requests(HeraldClientError(f"room {self.name} closed"))
+        self._requests.fail(HeraldClientError(f"room {self.name} closed"))
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -154,104 +140,22 @@ class Room:
         retried across a reconnect or after ``unavailable`` is published at most once.
         """
         key = key or uuid.uuid4().hex
-        answer = await self._request({"type": "message", "text": text, "key": key}, key)
+        answer = await self._call({"type": "message", "text": text, "key": key}, key)
         return str(answer["id"])
 
     async def presence(self) -> list[str]:
         """The users with an open socket in this room, cluster-wide."""
-        answer = await self._request({"type": "presence"}, None)
+        answer = await self._call({"type": "presence"}, None)
         return [str(user) for user in answer.get("users", [])]
 
     # -- requests ------------------------------------------------------------------
 
-    async def _request(self, frame: Frame, key: str | None) -> Frame:
+    async def _call(self, frame: Frame, key: str | None) -> Frame:
         if self._error is not None:
             raise self._error
         if self._closed:
             raise HeraldClientError(f"room {self.name} is closed")
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self._policy.request_timeout_s
-        text = json.dumps(frame)
-        unknown = False
-        answer: Frame = {}
-        for attempt in range(self._policy.request_attempts):
-            request = _Request(text, key, loop.create_future())
-            self._pending.append(request)
-            try:
-                await self._write(request)
-                async with asyncio.timeout_at(deadline):
-                    answer = await request.future
-            except TimeoutError:
-                if request.written or unknown:
-                    raise OutcomeUnknown(
-                        f"no answer within {self._policy.request_timeout_s} s: the outcome is unknown"
-                    ) from None
-                raise Unavailable(f"not connected within {self._policy.request_timeout_s} s; not sent") from None
-            finally:
-                self._forget(request)
-            if answer.get("type") != "error":
-                return answer
-            code, detail = str(answer.get("code")), str(answer.get("detail"))
-            if code == "unavailable":
-                unknown = unknown or any(hint in detail for hint in _UNKNOWN_HINTS)
-            elif code != "rate_limited":
-                raise RequestRefused(code, detail)
-            if attempt + 1 < self._policy.request_attempts:
-                pause = self._client.rng.uniform(0, self._policy.base_s * 2**attempt)
-                await asyncio.sleep(min(pause, max(0.0, deadline - loop.time())))
-        code, detail = str(answer.get("code")), str(answer.get("detail"))
-        if unknown:
-            raise OutcomeUnknown(f"{detail} (after {self._policy.request_attempts} attempts)")
-        if code == "unavailable":
-            raise Unavailable(f"{detail} (after {self._policy.request_attempts} attempts)")
-        raise RequestRefused(code, detail)
-
-    async def _write(self, request: _Request) -> None:
-        """Send now if connected; otherwise the next connection sends it (``_resend``)."""
-        ws = self._ws
-        if ws is None:
-            return
-        async with self._write_lock:
-            if self._ws is not ws or request in self._inflight or request.future.done():
-                return
-            self._inflight.append(request)
-            request.written = True
-            with contextlib.suppress(ConnectionClosed):
-                await ws.send(request.frame)
-
-    async def _resend(self, ws: ClientConnection) -> None:
-        async with self._write_lock:
-            self._inflight.clear()
-            for request in list(self._pending):
-                if request.future.done():
-                    continue
-                self._inflight.append(request)
-                request.written = True
-                await ws.send(request.frame)
-
-    def _forget(self, request: _Request) -> None:
-        with contextlib.suppress(ValueError):
-            self._pending.remove(request)
-        with contextlib.suppress(ValueError):
-            self._inflight.remove(request)
-
-    def _answer(self, frame: Frame) -> None:
-        request: _Request | None = None
-        if frame.get("type") == "ack":
-            request = next((r for r in self._inflight if r.key == frame.get("key")), None)
-        elif self._inflight:
-            request = self._inflight[0]
-        if request is not None:
-            self._forget(request)
-            if not request.future.done():
-                request.future.set_result(frame)
-
-    def _fail_requests(self, error: BaseException) -> None:
-        for request in list(self._pending):
-            if not request.future.done():
-                request.future.set_exception(error)
-        self._pending.clear()
-        self._inflight.clear()
+        return await self._requests.call(frame, key)
 
     # -- the connection task ---------------------------------------------------------
 
@@ -260,13 +164,15 @@ class Room:
             while True:
                 self._state("connecting")
                 kind, detail, code = await self._connect_once()
-                self._state("connecting")
                 if kind is None:  # the application fell behind: resume once it caught up
+                    self._state("connecting")
                     while len(self._frames) > self._max_buffer // 2:
                         self._drained.clear()
                         await self._drained.wait()
                     continue
-                await asyncio.sleep(self._reconnector.next_delay(kind, detail, code))
+                delay = self._reconnector.next_delay(kind, detail, code)  # raises when there must be no retry
+                self._state("connecting")
+                await asyncio.sleep(delay)
         except HeraldClientError as exc:
             self._fail(exc)
         except Exception as exc:  # a bug must reach the application, not die in a task
@@ -274,7 +180,7 @@ class Room:
 
     def _fail(self, error: BaseException) -> None:
         self._error = error
-        self._fail_requests(error)
+        self._requests.fail(error)
         self._opened.set()
         self._readable.set()
         self._state("closed")
@@ -299,8 +205,7 @@ class Room:
             self.replica = welcome.get("replica")
             self.connects += 1
             self._reconnector.connected()
-            self._ws = ws
-            await self._resend(ws)
+            await self._requests.attach(ws)
             self._opened.set()
             self._state("open")
             async for raw in ws:
@@ -310,8 +215,7 @@ class Room:
         except (ConnectionClosed, TimeoutError, ValueError):
             pass
         finally:
-            self._ws = None
-            self._inflight.clear()
+            self._requests.detach()
             await ws.close(1000, "client falling behind" if paused else "bye")
         if paused:
             return None, "", None
@@ -328,7 +232,7 @@ class Room:
             if self._tracker.accept(frame):
                 self._push(frame)
         elif kind == "ack" or kind in ANSWERS:
-            self._answer(frame)
+            self._requests.answer(frame)
         return True
 
     def _push(self, frame: Frame) -> None:
