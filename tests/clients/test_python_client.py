@@ -27,7 +27,8 @@ pytestmark = [pytest.mark.redis, pytest.mark.e2e]
 WAIT_S = 30.0
 #: tests restart replicas: a 2 s backoff cap keeps the wait for the restarted one short (the default is 20 s)
 FAST = ReconnectPolicy(cap_s=2.0)
-QUIET = {"HERALD_HEARTBEAT_S": "3600", "HERALD_SHUTDOWN_GRACE_S": "3"}
+#: the test process publishes over HTTP faster than HERALD_HTTP_RATE_LIMIT's default allows one writer
+QUIET = {"HERALD_HEARTBEAT_S": "3600", "HERALD_SHUTDOWN_GRACE_S": "3", "HERALD_HTTP_RATE_LIMIT": "100000"}
 SECRET = "client-test-secret-0123456789abcdef"
 NEW_BOOK = "subscription S($since: String) { newBook(since: $since) { isbn offset } }"
 

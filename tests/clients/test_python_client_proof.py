@@ -41,6 +41,7 @@ ENV = {
     "HERALD_SHUTDOWN_GRACE_S": "5",
     "HERALD_HISTORY_SIZE": "5000",
     "HERALD_MAX_CONNECTIONS": "10000",
+    "HERALD_HTTP_RATE_LIMIT": "100000",  # the stream is published by one writer, faster than the default allows
 }
 WAIT_S = 45.0
 

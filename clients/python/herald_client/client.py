@@ -117,6 +117,7 @@ class HeraldClient:
         backoff = Reconnector(self.policy, self.rng)
         unknown = False
         detail = ""
+        response: httpx.Response | None = None
         for attempt in range(self.policy.request_attempts):
             if attempt:
                 await asyncio.sleep(backoff.step())
@@ -131,6 +132,11 @@ class HeraldClient:
                 continue
             if response.status_code in (401, 403):
                 raise AuthRefused(f"HTTP {response.status_code}: {response.text[:200]}")
+            if response.status_code == 429:  # HERALD_HTTP_RATE_LIMIT: not published; wait as told
+                detail = response.text[:200]
+                retry_after = _seconds(response.headers.get("Retry-After"))
+                await asyncio.sleep(min(retry_after, self.policy.cap_s))
+                continue
             if response.status_code == 503:
                 detail = response.text[:200]
                 unknown = unknown or "unknown" in detail or "may or may not" in detail
@@ -140,6 +146,8 @@ class HeraldClient:
             return str(response.json()["id"])
         if unknown:
             raise OutcomeUnknown(f"{detail} (after {self.policy.request_attempts} attempts)")
+        if response is not None and response.status_code == 429:
+            raise RequestRefused("rate_limited", f"{detail} (after {self.policy.request_attempts} attempts)")
         raise Unavailable(f"{detail} (after {self.policy.request_attempts} attempts)")
 
     # -- for rooms and subscriptions -------------------------------------------------
@@ -158,3 +166,10 @@ class HeraldClient:
 
     def forget(self, room: Room) -> None:
         self._rooms.discard(room)
+
+
+def _seconds(retry_after: str | None) -> float:
+    try:
+        return max(0.0, float(retry_after or 1))
+    except ValueError:
+        return 1.0
