@@ -21,8 +21,9 @@ $(RUNTIME): $(BIN)/python pyproject.toml
 	$(BIN)/pip install -q -e .
 	touch $(RUNTIME)
 
-$(DEV): $(BIN)/python pyproject.toml
-	$(BIN)/pip install -q -e ".[dev,bench,otel]"
+# the Python client (clients/python, its own distribution) is installed too: its tests are in the suite
+$(DEV): $(BIN)/python pyproject.toml clients/python/pyproject.toml
+	$(BIN)/pip install -q -e ".[dev,bench,otel]" -e clients/python
 	touch $(RUNTIME) $(DEV)
 
 run: $(RUNTIME)

@@ -39,6 +39,6 @@ def test_make_run_takes_a_port(tmp_path: Path) -> None:
     assert planned("run", tmp_path, "PORT=9001")[-1].endswith("herald serve --port 9001")
 
 
-def test_make_test_installs_the_test_benchmark_and_tracing_extras(tmp_path: Path) -> None:
+def test_make_test_installs_the_test_benchmark_and_tracing_extras_and_the_python_client(tmp_path: Path) -> None:
     installs = [line for line in planned("pytest", tmp_path) if "-e " in line]
-    assert installs == [f'{tmp_path / "venv"}/bin/pip install -q -e ".[dev,bench,otel]"']
+    assert installs == [f'{tmp_path / "venv"}/bin/pip install -q -e ".[dev,bench,otel]" -e clients/python']
