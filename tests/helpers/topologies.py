@@ -271,9 +271,10 @@ class SentinelTopology:
 
     def __init__(self, workdir: Path, sentinels: int = 3) -> None:
         self.workdir = workdir
-        self.master = RedisServer(workdir / "master")
+        fast_sync = ["--repl-diskless-sync-delay", "0"]
+        self.master = RedisServer(workdir / "master", extra_args=fast_sync)
         self.replica = RedisServer(workdir / "replica")
-        self.replica.extra_args = ["--replicaof", "127.0.0.1", str(self.master.port)]
+        self.replica.extra_args = [*fast_sync, "--replicaof", "127.0.0.1", str(self.master.port)]
         self.sentinels: list[RedisServer] = []
         for i in range(sentinels):
             config = workdir / f"sentinel-{i}" / "sentinel.conf"
@@ -373,8 +374,16 @@ class SentinelTopology:
         return wait_for(promoted, timeout, f"sentinel failover away from {old_master}")
 
     def heal(self, timeout: float = WAIT_S) -> None:
-        """Restart whatever was killed (the sentinels turn it into a replica) and wait until all is healthy."""
+        """Restart whatever was killed, as a replica of the current master, and wait until all is healthy."""
         for server in self.servers.values():
             if server.process is None:
+                # As the sentinels would reconfigure it, only without waiting for them to notice.
+                server.extra_args = [
+                    "--repl-diskless-sync-delay",
+                    "0",
+                    "--replicaof",
+                    "127.0.0.1",
+                    str(self.master_port()),
+                ]
                 server.start()
         self.wait_healthy(timeout)
