@@ -1,0 +1,461 @@
+"""Sharded pub/sub on Redis Cluster 7: SSUBSCRIBE over one connection per master that owns a wanted name.
+
+What comes from redis-py (see docs/topologies.md): the slot map and node
+discovery (``RedisCluster.nodes_manager``), the slot hash, and the connection
+class with its auth/TLS/handshake. What is written here, because redis-py's
+``ClusterPubSub`` reads its nodes round-robin with a timeout each (one stalled
+node delays all) and only reconciles on its own slot refreshes:
+
+* a :class:`_Link` per master: its own connection and its own reader task, so a
+  SIGSTOPped node stalls nobody else;
+* subscribe calls made in the same loop turn are batched into one write per
+  node (one SSUBSCRIBE per slot inside it: Redis refuses cross-slot SSUBSCRIBE);
+* replies are matched to commands in order (a FIFO per link), so an error reply
+  (MOVED after a migration) fails exactly the names it concerns, and a
+  ``sunsubscribe`` nobody asked for means "this slot moved": the name is
+  reported lost, the slot map refreshed and the name re-subscribed on its new
+  owner, then reported restored;
+* each link is probed every ``probe_s`` by an SPUBLISH to a control channel in
+  a slot that node owns; a probe not back by the next round fails the link.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import random
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.connection import AbstractConnection
+from redis.crc import key_slot
+from redis.exceptions import RedisError, ResponseError
+
+from broker.errors import Unavailable
+from broker.transport import OnLost, OnMessage, OnRestored
+
+log = logging.getLogger(__name__)
+
+CONFIRM_TIMEOUT_S = 5.0
+REFRESH_TIMEOUT_S = 5.0
+BACKOFF_BASE_S = 0.05
+BACKOFF_CAP_S = 1.0
+#: names tried when looking for a probe channel in a slot a node owns (each try hits ~1/masters)
+PROBE_NAME_TRIES = 100_000
+
+
+class _LinkFailed(Exception):
+    """The link's connection broke, or its probe did not come back."""
+
+
+class _Rejected(Exception):
+    """Redis answered an SSUBSCRIBE with an error (MOVED, CLUSTERDOWN...)."""
+
+
+@dataclass(slots=True)
+class _Command:
+    kind: bytes  # b"ssubscribe" | b"sunsubscribe"
+    waiting: set[str]
+
+
+@dataclass(eq=False, slots=True)
+class _Link:
+    node: ClusterNode
+    conn: AbstractConnection
+    probe_channel: str
+    reader: asyncio.Task[None] | None = None
+    #: wanted names this link carries or is subscribing
+    assigned: set[str] = field(default_factory=set)
+    confirmed: set[str] = field(default_factory=set)
+    pending: deque[_Command] = field(default_factory=deque)
+    probe_sent: int = 0
+    probe_seen: int = 0
+    closed: bool = False
+
+
+class ClusterPubSub:
+    """A :class:`broker.transport.PubSubTransport` over Redis Cluster's sharded pub/sub."""
+
+    def __init__(
+        self,
+        cluster: RedisCluster,
+        prefix: str,
+        replica_id: str,
+        probe_s: float,
+        on_message: OnMessage,
+        on_lost: OnLost,
+        on_restored: OnRestored,
+        confirm_timeout_s: float = CONFIRM_TIMEOUT_S,
+    ) -> None:
+        self._cluster = cluster
+        self._control = f"{prefix}:replica:{replica_id}"
+        self._probe_s = probe_s
+        self._on_message = on_message
+        self._on_lost = on_lost
+        self._on_restored = on_restored
+        self._confirm_timeout_s = confirm_timeout_s
+        self._wanted: set[str] = set()
+        self._links: dict[str, _Link] = {}
+        self._where: dict[str, _Link] = {}
+        self._connecting: dict[str, asyncio.Lock] = {}
+        self._batches: dict[str, dict[str, asyncio.Future[None]]] = {}
+        self._inflight: dict[str, asyncio.Future[None]] = {}
+        self._to_restore: set[str] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._healer: asyncio.Task[None] | None = None
+        self._prober: asyncio.Task[None] | None = None
+        self._started = False
+        self.reconnects = 0
+
+    # -- the interface --------------------------------------------------------------
+
+    @property
+    def ready(self) -> bool:
+        return self._started and not self._to_restore
+
+    def links(self) -> dict[str, int]:
+        """node name -> names subscribed on it: one entry per pub/sub connection (for metrics and tests)."""
+        return {name: len(link.confirmed) for name, link in self._links.items()}
+
+    async def start(self) -> None:
+        try:
+            await asyncio.wait_for(self._cluster.initialize(), REFRESH_TIMEOUT_S)
+        except (RedisError, OSError, TimeoutError) as exc:
+            raise Unavailable("redis cluster is unavailable") from exc
+        self._started = True
+        self._prober = asyncio.create_task(self._probe_loop(), name="herald-cluster-probe")
+
+    async def stop(self) -> None:
+        self._started = False
+        tasks = [t for t in (self._prober, self._healer, *self._tasks) if t is not None]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        for link in list(self._links.values()):
+            await self._close(link)
+
+    async def subscribe(self, names: Sequence[str]) -> None:
+        added = [name for name in names if name not in self._wanted]
+        self._wanted.update(names)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._confirm_timeout_s
+        try:
+            for _attempt in range(3):
+                todo = [name for name in names if not self._is_confirmed(name)]
+                if not todo:
+                    return
+                # shield: a confirmation is shared (another caller, the healer); a timeout here must not cancel it
+                results = await asyncio.wait_for(
+                    asyncio.gather(*(asyncio.shield(self._request(name)) for name in todo), return_exceptions=True),
+                    max(0.0, deadline - loop.time()),
+                )
+                failures = [r for r in results if isinstance(r, BaseException)]
+                if not failures:
+                    return
+                if not all(isinstance(f, _Rejected) for f in failures):
+                    raise Unavailable("redis cluster is unavailable") from failures[0]
+                await self._refresh()  # MOVED & co: the slot map is stale
+            raise Unavailable("redis cluster keeps moving these channels")
+        except (TimeoutError, RedisError, OSError) as exc:
+            self._wanted.difference_update(n for n in added if not self._is_confirmed(n))
+            raise Unavailable("redis cluster is unavailable") from exc
+        except Unavailable:
+            self._wanted.difference_update(n for n in added if not self._is_confirmed(n))
+            raise
+
+    async def unsubscribe(self, names: Sequence[str]) -> None:
+        by_link: dict[_Link, list[str]] = {}
+        for name in names:
+            self._wanted.discard(name)
+            self._to_restore.discard(name)
+            link = self._where.pop(name, None)
+            if link is not None:
+                link.assigned.discard(name)
+                by_link.setdefault(link, []).append(name)
+        for link, gone in by_link.items():
+            if not link.assigned:
+                await self._close(link)  # the connection's last name: drop the connection instead
+                continue
+            with contextlib.suppress(RedisError, OSError):
+                # A failed SUNSUBSCRIBE is harmless: nothing re-subscribes an unwanted name.
+                await self._send(link, b"sunsubscribe", gone)
+
+    # -- subscribing: batched per node, confirmed per name ------------------------------
+
+    def _is_confirmed(self, name: str) -> bool:
+        link = self._where.get(name)
+        return link is not None and name in link.confirmed
+
+    def _owner(self, name: str) -> ClusterNode:
+        return self._cluster.nodes_manager.get_node_from_slot(key_slot(name.encode()))
+
+    def _request(self, name: str) -> asyncio.Future[None]:
+        """The future of ``name``'s confirmation, joining this loop turn's batch for its node."""
+        future = self._inflight.get(name)
+        if future is not None and not future.done():
+            return future
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        try:
+            node = self._owner(name)
+        except RedisError as exc:  # slot not covered (mid-failover)
+            future.set_exception(_Rejected(str(exc)))
+            return future
+        self._inflight[name] = future
+        batch = self._batches.setdefault(node.name, {})
+        if not batch:
+            self._spawn(self._flush(node))
+        batch[name] = future
+        return future
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _flush(self, node: ClusterNode) -> None:
+        try:
+            link = await self._link(node)
+        except (RedisError, OSError, TimeoutError, _LinkFailed) as exc:
+            for future in self._batches.pop(node.name, {}).values():
+                _fail(future, exc)
+            return
+        batch = self._batches.pop(node.name, {})
+        names = [name for name, future in batch.items() if not future.done()]
+        for name in names:
+            if (old := self._where.get(name)) is not None and old is not link:
+                old.assigned.discard(name)
+                old.confirmed.discard(name)
+                self._close_if_idle(old)
+            self._where[name] = link
+            link.assigned.add(name)
+        try:
+            await self._send(link, b"ssubscribe", names)
+        except (RedisError, OSError) as exc:
+            self._fail_link(link, exc)
+
+    async def _send(self, link: _Link, kind: bytes, names: list[str]) -> None:
+        """One write for all ``names``: one command per slot (SSUBSCRIBE refuses cross-slot names)."""
+        by_slot: dict[int, list[str]] = {}
+        for name in names:
+            by_slot.setdefault(key_slot(name.encode()), []).append(name)
+        commands = [(kind.decode().upper(), *group) for group in by_slot.values()]
+        for group in by_slot.values():
+            link.pending.append(_Command(kind, set(group)))
+        await link.conn.send_packed_command(link.conn.pack_commands(commands), check_health=False)
+
+    async def _link(self, node: ClusterNode) -> _Link:
+        """The node's link, connected and its probe channel subscribed; one connect per node at a time."""
+        lock = self._connecting.setdefault(node.name, asyncio.Lock())
+        async with lock:
+            link = self._links.get(node.name)
+            if link is not None and not link.closed:
+                return link
+            # RESP2: pub/sub replies come back from read_response as plain arrays. Under RESP3 (redis-py 8's
+            # default) they are pushes, each also handed to a handler that formats it for a debug log.
+            kwargs = {**node.connection_kwargs, "decode_responses": False, "protocol": 2}
+            conn: AbstractConnection = node.connection_class(**kwargs)
+            await asyncio.wait_for(conn.connect(), self._confirm_timeout_s)  # type: ignore[no-untyped-call]
+            link = _Link(node, conn, self._probe_channel(node))
+            link.reader = asyncio.create_task(self._read(link), name=f"herald-pubsub-{node.name}")
+            confirmed = asyncio.get_running_loop().create_future()
+            self._inflight[link.probe_channel] = confirmed
+            try:
+                await self._send(link, b"ssubscribe", [link.probe_channel])
+                await asyncio.wait_for(confirmed, self._confirm_timeout_s)
+            except BaseException:
+                link.closed = True
+                await self._close(link)
+                raise
+            self._links[node.name] = link
+            return link
+
+    def _probe_channel(self, node: ClusterNode) -> str:
+        """A control channel of this replica that hashes to a slot ``node`` owns now."""
+        slots = self._cluster.nodes_manager.slots_cache
+        for i in range(PROBE_NAME_TRIES):
+            name = f"{self._control}:{{probe{i}}}"
+            owners = slots.get(key_slot(name.encode()))
+            if owners and owners[0].name == node.name:
+                return name
+        raise _LinkFailed(f"{node.name} owns no slot")
+
+    # -- reading: one task per link -----------------------------------------------------
+
+    async def _read(self, link: _Link) -> None:
+        try:
+            while True:
+                try:
+                    reply = await link.conn.read_response(timeout=math.inf)
+                except ResponseError as exc:
+                    self._rejected(link, exc)
+                    continue
+                self._dispatch(link, reply)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # connection lost (or a reply we cannot parse): the link is gone
+            self._fail_link(link, exc)
+
+    def _dispatch(self, link: _Link, reply: Any) -> None:
+        kind, channel_raw, payload = reply
+        channel = channel_raw.decode()
+        if kind == b"smessage":
+            if channel == link.probe_channel:
+                link.probe_seen = int(payload)
+            elif channel in self._wanted:
+                self._on_message(channel, payload)
+        elif kind == b"ssubscribe":
+            self._answered(link, kind, channel)
+            if channel != link.probe_channel:
+                link.confirmed.add(channel)
+            if (future := self._inflight.pop(channel, None)) is not None and not future.done():
+                future.set_result(None)
+        elif kind == b"sunsubscribe":
+            if self._answered(link, kind, channel):
+                link.confirmed.discard(channel)
+            else:
+                self._moved_away(link, channel)
+
+    def _answered(self, link: _Link, kind: bytes, channel: str) -> bool:
+        """Match a reply to the oldest command of its kind waiting for ``channel``."""
+        for command in link.pending:
+            if command.kind == kind and channel in command.waiting:
+                command.waiting.discard(channel)
+                while link.pending and not link.pending[0].waiting:
+                    link.pending.popleft()
+                return True
+        return False
+
+    def _rejected(self, link: _Link, exc: ResponseError) -> None:
+        """An error reply answers the oldest command still waiting: all of its names failed."""
+        if not link.pending:
+            log.warning("unexpected error reply on the pub/sub link to %s: %s", link.node.name, exc)
+            return
+        command = link.pending.popleft()
+        for name in command.waiting:
+            if self._where.get(name) is link:
+                del self._where[name]
+            link.assigned.discard(name)
+            if (future := self._inflight.pop(name, None)) is not None:
+                _fail(future, _Rejected(str(exc)))
+
+    def _moved_away(self, link: _Link, channel: str) -> None:
+        """Redis dropped ``channel`` on its own: its slot left this node."""
+        if channel == link.probe_channel:
+            self._fail_link(link, _LinkFailed(f"probe channel's slot left {link.node.name}"))
+            return
+        link.confirmed.discard(channel)
+        link.assigned.discard(channel)
+        if self._where.get(channel) is link:
+            del self._where[channel]
+        if channel in self._wanted:
+            log.info("pub/sub channel %s left %s (slot migrated); re-subscribing", channel, link.node.name)
+            self._lose([channel])
+        self._close_if_idle(link)
+
+    def _close_if_idle(self, link: _Link) -> None:
+        """A link whose names all moved elsewhere is closed: connections only to masters that own a name."""
+        if not link.assigned and not link.closed:
+            link.closed = True
+            self._spawn(self._close(link))
+
+    # -- losing and restoring -----------------------------------------------------------
+
+    def _fail_link(self, link: _Link, exc: BaseException) -> None:
+        if link.closed:
+            return
+        link.closed = True
+        if self._links.get(link.node.name) is link:
+            del self._links[link.node.name]
+        self.reconnects += 1
+        log.warning("pub/sub link to %s lost (%s); re-subscribing its channels", link.node.name, exc)
+        for command in link.pending:
+            for name in command.waiting:
+                if (future := self._inflight.pop(name, None)) is not None:
+                    _fail(future, exc)
+        lost = [name for name in link.confirmed if name in self._wanted]
+        for name in link.assigned:
+            if self._where.get(name) is link:
+                del self._where[name]
+        link.assigned.clear()
+        link.confirmed.clear()
+        self._spawn(self._close(link))
+        if lost:
+            self._lose(lost)
+
+    def _lose(self, names: list[str]) -> None:
+        self._to_restore.update(names)
+        self._on_lost(sorted(names))
+        if self._healer is None or self._healer.done():
+            self._healer = asyncio.create_task(self._heal(), name="herald-cluster-heal")
+
+    async def _heal(self) -> None:
+        """Refresh the slot map and re-subscribe lost names on their owners until all are back."""
+        attempt = 0
+        while self._to_restore:
+            await self._refresh()
+            names = sorted(self._to_restore & self._wanted)
+            self._to_restore.intersection_update(self._wanted)
+            results = await asyncio.gather(
+                *(asyncio.wait_for(asyncio.shield(self._request(name)), self._confirm_timeout_s) for name in names),
+                return_exceptions=True,
+            )
+            back = [n for n, r in zip(names, results, strict=True) if not isinstance(r, BaseException)]
+            back = [n for n in back if n in self._to_restore and n in self._wanted]
+            self._to_restore.difference_update(back)
+            if back:
+                attempt = 0
+                log.info("pub/sub re-subscribed %d channel(s)", len(back))
+                self._on_restored(back)
+            elif self._to_restore:
+                await asyncio.sleep(random.uniform(0, min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2**attempt)))
+                attempt += 1
+
+    async def _refresh(self) -> None:
+        with contextlib.suppress(RedisError, OSError, TimeoutError):
+            await asyncio.wait_for(self._cluster.nodes_manager.initialize(), REFRESH_TIMEOUT_S)
+
+    # -- liveness -------------------------------------------------------------------------
+
+    async def _probe_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._probe_s)
+            for link in list(self._links.values()):
+                if link.probe_seen < link.probe_sent:
+                    self._fail_link(link, _LinkFailed(f"probe not back within {self._probe_s} s"))
+                    continue
+                link.probe_sent += 1
+                self._spawn(self._probe(link, link.probe_sent))
+
+    async def _probe(self, link: _Link, token: int) -> None:
+        try:
+            await asyncio.wait_for(
+                self._cluster.execute_command("SPUBLISH", link.probe_channel, token, target_nodes=link.node),
+                self._probe_s,
+            )
+        except (RedisError, OSError, TimeoutError) as exc:
+            self._fail_link(link, exc)
+
+    async def _close(self, link: _Link) -> None:
+        link.closed = True
+        if self._links.get(link.node.name) is link:
+            del self._links[link.node.name]
+        if link.reader is not None and link.reader is not asyncio.current_task():
+            link.reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await link.reader
+        with contextlib.suppress(Exception):
+            await link.conn.disconnect(nowait=True)
+
+
+def _fail(future: asyncio.Future[None], exc: BaseException) -> None:
+    if not future.done():
+        future.set_exception(exc)
+        future.exception()  # retrieved: an abandoned confirmation is not an "exception never retrieved"
