@@ -156,9 +156,11 @@ async def test_a_killed_master_is_reported_lost_then_restored_on_its_replica(
     assert not transport.ready
     await until(lambda: set(on_victim) <= recorder.ever_restored(), what="restored")
     restored_s = time.monotonic() - killed
-    flowing_s = max([await flowing(publisher, recorder, name) for name in on_victim]) + (time.monotonic() - killed)
+    for name in on_victim:
+        await flowing(publisher, recorder, name)
+    flowing_s = time.monotonic() - killed
     request.node.user_properties += [("kill_to_restored_s", round(restored_s, 2)), ("kill_to_flowing_s", flowing_s)]
-    print(f"kill -9 -> restored {restored_s:.2f} s")
+    print(f"cluster: kill -9 -> re-subscribed {restored_s:.2f} s, messages flowing {flowing_s:.2f} s")
 
     assert transport.ready
     assert len(transport.links()) == 3

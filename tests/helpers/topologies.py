@@ -292,10 +292,12 @@ class SentinelTopology:
             for sentinel in self.sentinels:
                 assert sentinel.config is not None
                 sentinel.config.parent.mkdir(parents=True, exist_ok=True)
+                # failover-timeout also spaces failovers of one master (2x it): 1 s lets a test module
+                # fail the same set over several times without waiting.
                 sentinel.config.write_text(
                     f"sentinel monitor {SENTINEL_MASTER} 127.0.0.1 {self.master.port} 2\n"
                     f"sentinel down-after-milliseconds {SENTINEL_MASTER} {NODE_TIMEOUT_MS}\n"
-                    f"sentinel failover-timeout {SENTINEL_MASTER} 3000\n"
+                    f"sentinel failover-timeout {SENTINEL_MASTER} 1000\n"
                     f"sentinel parallel-syncs {SENTINEL_MASTER} 1\n"
                 )
                 sentinel.start()
@@ -354,6 +356,9 @@ class SentinelTopology:
             except redis.RedisError:
                 continue
         raise RuntimeError("no sentinel answers")
+
+    def client_of(self, port: int) -> redis.Redis:
+        return _client(port)
 
     def kill(self, port: int) -> None:
         self.servers[port].kill()
