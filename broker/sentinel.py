@@ -31,7 +31,7 @@ SENTINEL_TIMEOUT_S = 1.0
 
 
 def create_sentinel(topology: SentinelUrl) -> Sentinel:
-    return Sentinel(
+    return Sentinel(  # type: ignore[no-untyped-call]
         [(address.host, address.port) for address in topology.sentinels],
         sentinel_kwargs={"socket_timeout": SENTINEL_TIMEOUT_S, "socket_connect_timeout": SENTINEL_TIMEOUT_S},
     )
