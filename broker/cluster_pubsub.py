@@ -160,6 +160,8 @@ class ClusterPubSub:
                 if not failures:
                     return
                 if not all(isinstance(f, _Rejected) for f in failures):
+                    # The owner may be dead and the slot map stale: refresh it for the caller's retry.
+                    self._spawn(self._refresh())
                     raise Unavailable("redis cluster is unavailable") from failures[0]
                 await self._refresh()  # MOVED & co: the slot map is stale
             raise Unavailable("redis cluster keeps moving these channels")

@@ -8,9 +8,11 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.cluster import RedisCluster
 
+from broker.cluster_connect import create_cluster_redis
 from broker.keys import ChannelKeys, chat_channel
+from broker.urls import ClusterUrl, parse_redis_url
 from tests.helpers.topologies import ClusterTopology
 
 WAIT_S = 30.0
@@ -54,12 +56,10 @@ class Recorder:
 
 
 def cluster_client(topology: ClusterTopology) -> RedisCluster:
-    """Short timeouts, so that a dead or stopped node costs seconds, not minutes."""
-    return RedisCluster(
-        startup_nodes=[ClusterNode(host, port) for host, port in topology.seeds],
-        socket_timeout=2,
-        socket_connect_timeout=1,
-    )
+    """As Herald makes it from ``HERALD_REDIS_URL``: short timeouts, no retries of its own."""
+    parsed = parse_redis_url(topology.url())
+    assert isinstance(parsed, ClusterUrl)
+    return create_cluster_redis(parsed)
 
 
 def channels_per_master(topology: ClusterTopology, prefix: str, per_master: int) -> dict[int, list[str]]:

@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 from redis.asyncio.cluster import RedisCluster
 
-from broker.cluster_pubsub import ClusterPubSub
+from broker.cluster_pubsub import CONFIRM_TIMEOUT_S, ClusterPubSub
+from broker.errors import Unavailable
 from tests.cluster.helpers import Recorder, channels_per_master, cluster_client, shardnumsub, until
 from tests.helpers.topologies import ClusterTopology
 
@@ -167,6 +168,31 @@ async def test_a_killed_master_is_reported_lost_then_restored_on_its_replica(
     for name in names:
         await spublish(publisher, name, "after")
     await until(lambda: all(b"after" in recorder.got(n) for n in names), what="every channel flows")
+
+
+async def test_subscribing_on_a_dead_master_is_refused_then_works_after_failover(
+    cluster: ClusterTopology, transports: Factory, publisher: RedisCluster, key_prefix: str
+) -> None:
+    spread = channels_per_master(cluster, key_prefix, per_master=1)
+    victim, [name] = next(iter(spread.items()))
+    transport, recorder = await transports()
+    cluster.kill(victim)
+
+    start = time.monotonic()
+    with pytest.raises(Unavailable):
+        await transport.subscribe([name])
+    assert time.monotonic() - start < CONFIRM_TIMEOUT_S
+    assert transport.links() == {} and recorder.lost == []
+
+    cluster.wait_failover(victim)
+    for _ in range(100):  # what the broker's caller sees: refused until the cluster has a new master
+        try:
+            await transport.subscribe([name])
+            break
+        except Unavailable:
+            await asyncio.sleep(0.1)
+    assert transport.ready
+    await flowing(publisher, recorder, name)
 
 
 async def test_a_migrated_slot_is_resubscribed_on_its_new_owner_without_loss(
