@@ -10,7 +10,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from api.origins import invalid_origins
-from broker.urls import parse_redis_url
+from broker import parse_redis_url
 
 
 def default_replica_id() -> str:
@@ -92,6 +92,6 @@ class Settings(BaseSettings):
     @field_validator("redis_url")
     @classmethod
     def _known_topology(cls, url: str) -> str:
-        """A malformed URL fails at start-up (``broker.urls.InvalidRedisUrl``), not on the first publish."""
+        """A malformed URL fails at start-up (``broker.InvalidRedisUrl``), not on the first publish."""
         parse_redis_url(url)
         return url

@@ -14,7 +14,7 @@ when Redis cannot have run it —
 * TRYAGAIN / CLUSTERDOWN: back off briefly, retry.
 
 All within ``place_timeout_s``; then :class:`~broker.errors.Unavailable` (nothing
-published). An error *after* the command was sent is :class:`OutcomeUnknown`.
+published). An error *after* the command was sent is ``broker.errors.OutcomeUnknown``.
 """
 
 from __future__ import annotations
@@ -39,15 +39,11 @@ from redis.exceptions import (
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from broker.errors import Unavailable
+from broker.errors import OutcomeUnknown, Unavailable
 
 PLACE_TIMEOUT_S = 2.0
 RETRY_PAUSE_S = 0.05
 _NETWORK = (RedisConnectionError, RedisTimeoutError, OSError)
-
-
-class OutcomeUnknown(Unavailable):
-    """The script was sent but no answer came back: it may or may not have run."""
 
 
 class NotConfirmed(Unavailable):

@@ -6,7 +6,7 @@ class with its auth/TLS/handshake. What is written here, because redis-py's
 ``ClusterPubSub`` reads its nodes round-robin with a timeout each (one stalled
 node delays all) and only reconciles on its own slot refreshes:
 
-* a :class:`_Link` per master: its own connection and its own reader task, so a
+* a :class:`NodeLink` per master: its own connection and its own reader task, so a
   SIGSTOPped node stalls nobody else;
 * subscribe calls made in the same loop turn are batched into one write per
   node (one SSUBSCRIBE per slot inside it: Redis refuses cross-slot SSUBSCRIBE);
@@ -24,18 +24,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import random
-from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from redis.asyncio.cluster import ClusterNode, RedisCluster
-from redis.asyncio.connection import AbstractConnection
 from redis.crc import key_slot
 from redis.exceptions import RedisError, ResponseError
 
+from broker.cluster_link import SMESSAGE, SSUBSCRIBE, SUNSUBSCRIBE, NodeLink, probe_channel_for
 from broker.errors import Unavailable
 from broker.transport import OnLost, OnMessage, OnRestored
 
@@ -45,37 +42,14 @@ CONFIRM_TIMEOUT_S = 5.0
 REFRESH_TIMEOUT_S = 5.0
 BACKOFF_BASE_S = 0.05
 BACKOFF_CAP_S = 1.0
-#: names tried when looking for a probe channel in a slot a node owns (each try hits ~1/masters)
-PROBE_NAME_TRIES = 100_000
 
 
-class _LinkFailed(Exception):
+class NodeLinkFailed(Exception):
     """The link's connection broke, or its probe did not come back."""
 
 
 class _Rejected(Exception):
     """Redis answered an SSUBSCRIBE with an error (MOVED, CLUSTERDOWN...)."""
-
-
-@dataclass(slots=True)
-class _Command:
-    kind: bytes  # b"ssubscribe" | b"sunsubscribe"
-    waiting: set[str]
-
-
-@dataclass(eq=False, slots=True)
-class _Link:
-    node: ClusterNode
-    conn: AbstractConnection
-    probe_channel: str
-    reader: asyncio.Task[None] | None = None
-    #: wanted names this link carries or is subscribing
-    assigned: set[str] = field(default_factory=set)
-    confirmed: set[str] = field(default_factory=set)
-    pending: deque[_Command] = field(default_factory=deque)
-    probe_sent: int = 0
-    probe_seen: int = 0
-    closed: bool = False
 
 
 class ClusterPubSub:
@@ -84,24 +58,28 @@ class ClusterPubSub:
     def __init__(
         self,
         cluster: RedisCluster,
-        prefix: str,
-        replica_id: str,
+        *,
+        control: str,
         probe_s: float,
         on_message: OnMessage,
         on_lost: OnLost,
         on_restored: OnRestored,
         confirm_timeout_s: float = CONFIRM_TIMEOUT_S,
     ) -> None:
+        """Same arguments as the standalone ``broker.pubsub.PubSubLink``; ``control`` is this replica's
+        control channel name (``PREFIX:replica:ID``), without a hash tag: the probe adds one per node."""
+        if "{" in control:
+            raise ValueError("the control channel must not carry a hash tag")
         self._cluster = cluster
-        self._control = f"{prefix}:replica:{replica_id}"
+        self._control = control
         self._probe_s = probe_s
         self._on_message = on_message
         self._on_lost = on_lost
         self._on_restored = on_restored
         self._confirm_timeout_s = confirm_timeout_s
         self._wanted: set[str] = set()
-        self._links: dict[str, _Link] = {}
-        self._where: dict[str, _Link] = {}
+        self._links: dict[str, NodeLink] = {}
+        self._where: dict[str, NodeLink] = {}
         self._connecting: dict[str, asyncio.Lock] = {}
         self._batches: dict[str, dict[str, asyncio.Future[None]]] = {}
         self._inflight: dict[str, asyncio.Future[None]] = {}
@@ -122,9 +100,10 @@ class ClusterPubSub:
         """node name -> names subscribed on it: one entry per pub/sub connection (for metrics and tests)."""
         return {name: len(link.confirmed) for name, link in self._links.items()}
 
-    async def start(self) -> None:
+    async def start(self, wait_s: float = REFRESH_TIMEOUT_S) -> None:
+        """Load the slot map (raises ``Unavailable`` when no seed answers within ``wait_s``)."""
         try:
-            await asyncio.wait_for(self._cluster.initialize(), REFRESH_TIMEOUT_S)
+            await asyncio.wait_for(self._cluster.initialize(), wait_s)
         except (RedisError, OSError, TimeoutError) as exc:
             raise Unavailable("redis cluster is unavailable") from exc
         self._started = True
@@ -173,7 +152,7 @@ class ClusterPubSub:
             raise
 
     async def unsubscribe(self, names: Sequence[str]) -> None:
-        by_link: dict[_Link, list[str]] = {}
+        by_link: dict[NodeLink, list[str]] = {}
         for name in names:
             self._wanted.discard(name)
             self._to_restore.discard(name)
@@ -187,7 +166,7 @@ class ClusterPubSub:
                 continue
             with contextlib.suppress(RedisError, OSError):
                 # A failed SUNSUBSCRIBE is harmless: nothing re-subscribes an unwanted name.
-                await self._send(link, b"sunsubscribe", gone)
+                await link.send(SUNSUBSCRIBE, gone)
 
     # -- subscribing: batched per node, confirmed per name ------------------------------
 
@@ -225,7 +204,7 @@ class ClusterPubSub:
     async def _flush(self, node: ClusterNode) -> None:
         try:
             link = await self._link(node)
-        except (RedisError, OSError, TimeoutError, _LinkFailed) as exc:
+        except (RedisError, OSError, TimeoutError, NodeLinkFailed) as exc:
             for future in self._batches.pop(node.name, {}).values():
                 _fail(future, exc)
             return
@@ -239,38 +218,26 @@ class ClusterPubSub:
             self._where[name] = link
             link.assigned.add(name)
         try:
-            await self._send(link, b"ssubscribe", names)
+            await link.send(SSUBSCRIBE, names)
         except (RedisError, OSError) as exc:
             self._fail_link(link, exc)
 
-    async def _send(self, link: _Link, kind: bytes, names: list[str]) -> None:
-        """One write for all ``names``: one command per slot (SSUBSCRIBE refuses cross-slot names)."""
-        by_slot: dict[int, list[str]] = {}
-        for name in names:
-            by_slot.setdefault(key_slot(name.encode()), []).append(name)
-        commands = [(kind.decode().upper(), *group) for group in by_slot.values()]
-        for group in by_slot.values():
-            link.pending.append(_Command(kind, set(group)))
-        await link.conn.send_packed_command(link.conn.pack_commands(commands), check_health=False)
-
-    async def _link(self, node: ClusterNode) -> _Link:
+    async def _link(self, node: ClusterNode) -> NodeLink:
         """The node's link, connected and its probe channel subscribed; one connect per node at a time."""
         lock = self._connecting.setdefault(node.name, asyncio.Lock())
         async with lock:
             link = self._links.get(node.name)
             if link is not None and not link.closed:
                 return link
-            # RESP2: pub/sub replies come back from read_response as plain arrays. Under RESP3 (redis-py 8's
-            # default) they are pushes, each also handed to a handler that formats it for a debug log.
-            kwargs = {**node.connection_kwargs, "decode_responses": False, "protocol": 2}
-            conn: AbstractConnection = node.connection_class(**kwargs)
-            await asyncio.wait_for(conn.connect(), self._confirm_timeout_s)  # type: ignore[no-untyped-call]
-            link = _Link(node, conn, self._probe_channel(node))
-            link.reader = asyncio.create_task(self._read(link), name=f"herald-pubsub-{node.name}")
+            probe = probe_channel_for(self._control, self._cluster.nodes_manager.slots_cache, node)
+            if probe is None:
+                raise NodeLinkFailed(f"{node.name} owns no slot")
+            link = await NodeLink.open(node, probe, self._confirm_timeout_s)
+            link.start_reading(self._dispatch, self._rejected, self._fail_link)
             confirmed = asyncio.get_running_loop().create_future()
             self._inflight[link.probe_channel] = confirmed
             try:
-                await self._send(link, b"ssubscribe", [link.probe_channel])
+                await link.send(SSUBSCRIBE, [link.probe_channel])
                 await asyncio.wait_for(confirmed, self._confirm_timeout_s)
             except BaseException:
                 link.closed = True
@@ -279,63 +246,27 @@ class ClusterPubSub:
             self._links[node.name] = link
             return link
 
-    def _probe_channel(self, node: ClusterNode) -> str:
-        """A control channel of this replica that hashes to a slot ``node`` owns now."""
-        slots = self._cluster.nodes_manager.slots_cache
-        for i in range(PROBE_NAME_TRIES):
-            name = f"{self._control}:{{probe{i}}}"
-            owners = slots.get(key_slot(name.encode()))
-            if owners and owners[0].name == node.name:
-                return name
-        raise _LinkFailed(f"{node.name} owns no slot")
-
-    # -- reading: one task per link -----------------------------------------------------
-
-    async def _read(self, link: _Link) -> None:
-        try:
-            while True:
-                try:
-                    reply = await link.conn.read_response(timeout=math.inf)
-                except ResponseError as exc:
-                    self._rejected(link, exc)
-                    continue
-                self._dispatch(link, reply)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # connection lost (or a reply we cannot parse): the link is gone
-            self._fail_link(link, exc)
-
-    def _dispatch(self, link: _Link, reply: Any) -> None:
+    def _dispatch(self, link: NodeLink, reply: Any) -> None:
         kind, channel_raw, payload = reply
         channel = channel_raw.decode()
-        if kind == b"smessage":
+        if kind == SMESSAGE:
             if channel == link.probe_channel:
                 link.probe_seen = int(payload)
             elif channel in self._wanted:
                 self._on_message(channel, payload)
-        elif kind == b"ssubscribe":
-            self._answered(link, kind, channel)
+        elif kind == SSUBSCRIBE:
+            link.answered(kind, channel)
             if channel != link.probe_channel:
                 link.confirmed.add(channel)
             if (future := self._inflight.pop(channel, None)) is not None and not future.done():
                 future.set_result(None)
-        elif kind == b"sunsubscribe":
-            if self._answered(link, kind, channel):
+        elif kind == SUNSUBSCRIBE:
+            if link.answered(kind, channel):
                 link.confirmed.discard(channel)
             else:
                 self._moved_away(link, channel)
 
-    def _answered(self, link: _Link, kind: bytes, channel: str) -> bool:
-        """Match a reply to the oldest command of its kind waiting for ``channel``."""
-        for command in link.pending:
-            if command.kind == kind and channel in command.waiting:
-                command.waiting.discard(channel)
-                while link.pending and not link.pending[0].waiting:
-                    link.pending.popleft()
-                return True
-        return False
-
-    def _rejected(self, link: _Link, exc: ResponseError) -> None:
+    def _rejected(self, link: NodeLink, exc: ResponseError) -> None:
         """An error reply answers the oldest command still waiting: all of its names failed."""
         if not link.pending:
             log.warning("unexpected error reply on the pub/sub link to %s: %s", link.node.name, exc)
@@ -348,10 +279,10 @@ class ClusterPubSub:
             if (future := self._inflight.pop(name, None)) is not None:
                 _fail(future, _Rejected(str(exc)))
 
-    def _moved_away(self, link: _Link, channel: str) -> None:
+    def _moved_away(self, link: NodeLink, channel: str) -> None:
         """Redis dropped ``channel`` on its own: its slot left this node."""
         if channel == link.probe_channel:
-            self._fail_link(link, _LinkFailed(f"probe channel's slot left {link.node.name}"))
+            self._fail_link(link, NodeLinkFailed(f"probe channel's slot left {link.node.name}"))
             return
         link.confirmed.discard(channel)
         link.assigned.discard(channel)
@@ -362,7 +293,7 @@ class ClusterPubSub:
             self._lose([channel])
         self._close_if_idle(link)
 
-    def _close_if_idle(self, link: _Link) -> None:
+    def _close_if_idle(self, link: NodeLink) -> None:
         """A link whose names all moved elsewhere is closed: connections only to masters that own a name."""
         if not link.assigned and not link.closed:
             link.closed = True
@@ -370,7 +301,7 @@ class ClusterPubSub:
 
     # -- losing and restoring -----------------------------------------------------------
 
-    def _fail_link(self, link: _Link, exc: BaseException) -> None:
+    def _fail_link(self, link: NodeLink, exc: BaseException) -> None:
         if link.closed:
             return
         link.closed = True
@@ -431,12 +362,12 @@ class ClusterPubSub:
             await asyncio.sleep(self._probe_s)
             for link in list(self._links.values()):
                 if link.probe_seen < link.probe_sent:
-                    self._fail_link(link, _LinkFailed(f"probe not back within {self._probe_s} s"))
+                    self._fail_link(link, NodeLinkFailed(f"probe not back within {self._probe_s} s"))
                     continue
                 link.probe_sent += 1
                 self._spawn(self._probe(link, link.probe_sent))
 
-    async def _probe(self, link: _Link, token: int) -> None:
+    async def _probe(self, link: NodeLink, token: int) -> None:
         try:
             await asyncio.wait_for(
                 self._cluster.execute_command("SPUBLISH", link.probe_channel, token, target_nodes=link.node),
@@ -445,16 +376,11 @@ class ClusterPubSub:
         except (RedisError, OSError, TimeoutError) as exc:
             self._fail_link(link, exc)
 
-    async def _close(self, link: _Link) -> None:
+    async def _close(self, link: NodeLink) -> None:
         link.closed = True
         if self._links.get(link.node.name) is link:
             del self._links[link.node.name]
-        if link.reader is not None and link.reader is not asyncio.current_task():
-            link.reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await link.reader
-        with contextlib.suppress(Exception):
-            await link.conn.disconnect(nowait=True)
+        await link.shut()
 
 
 def _fail(future: asyncio.Future[None], exc: BaseException) -> None:

@@ -16,9 +16,9 @@ from collections.abc import AsyncIterator
 import pytest
 from redis.asyncio.cluster import RedisCluster
 
-from broker.cluster_publish import ClusterScript, NotConfirmed, OutcomeUnknown
+from broker.cluster_publish import ClusterScript, NotConfirmed
 from broker.cluster_pubsub import ClusterPubSub
-from broker.errors import Unavailable
+from broker.errors import OutcomeUnknown, Unavailable
 from broker.keys import ChannelKeys
 from tests.cluster.helpers import Recorder, channels_per_master, cluster_client, until
 from tests.helpers.topologies import ClusterTopology
@@ -63,7 +63,12 @@ async def test_publishes_run_on_each_slots_master_and_reach_subscribers(
     recorder = Recorder()
     listener_client = cluster_client(cluster)
     transport = ClusterPubSub(
-        listener_client, key_prefix, "r1", 1.0, recorder.on_message, recorder.on_lost, recorder.on_restored
+        listener_client,
+        control=f"{key_prefix}:replica:r1",
+        probe_s=1.0,
+        on_message=recorder.on_message,
+        on_lost=recorder.on_lost,
+        on_restored=recorder.on_restored,
     )
     await transport.start()
     try:

@@ -43,12 +43,11 @@ async def transports(cluster: ClusterTopology, key_prefix: str) -> AsyncIterator
         client = cluster_client(cluster)
         transport = ClusterPubSub(
             client,
-            key_prefix,
-            f"replica-{len(made) + 1}",
-            probe_s,
-            recorder.on_message,
-            recorder.on_lost,
-            recorder.on_restored,
+            control=f"{key_prefix}:replica:{len(made) + 1}",
+            probe_s=probe_s,
+            on_message=recorder.on_message,
+            on_lost=recorder.on_lost,
+            on_restored=recorder.on_restored,
             **options,
         )
         made.append((transport, client))
