@@ -15,6 +15,7 @@ when Redis cannot have run it —
 
 All within ``place_timeout_s``; then :class:`~broker.errors.Unavailable` (nothing
 published). An error *after* the command was sent is ``broker.errors.OutcomeUnknown``.
+``SlotCommands.spublish`` places an ephemeral frame the same way.
 """
 
 from __future__ import annotations
@@ -58,29 +59,22 @@ class _NotSent(Exception):
     pass
 
 
-class ClusterScript:
-    """``await script(keys, args)``: EVALSHA on the master of the keys' slot (all keys share one slot)."""
+class SlotCommands:
+    """Commands run on the master of one slot, re-sent only when Redis cannot have run them."""
 
-    def __init__(
-        self,
-        cluster: RedisCluster,
-        source: str,
-        min_replicas_ack: int = 0,
-        ack_timeout_ms: int = 500,
-        place_timeout_s: float = PLACE_TIMEOUT_S,
-    ) -> None:
+    def __init__(self, cluster: RedisCluster, place_timeout_s: float = PLACE_TIMEOUT_S) -> None:
         self._cluster = cluster
-        self._source = source
-        self._sha = hashlib.sha1(source.encode()).hexdigest()
-        self._min_replicas_ack = min_replicas_ack
-        self._ack_timeout_ms = ack_timeout_ms
         self._place_timeout_s = place_timeout_s
 
-    async def __call__(self, keys: Sequence[str], args: Sequence[Any]) -> Any:
-        slots = {key_slot(key.encode()) for key in keys}
-        if len(slots) != 1:
-            raise ValueError(f"keys must share one hash slot, got {len(slots)}")
-        slot = slots.pop()
+    async def spublish(self, channel: str, payload: str | bytes) -> int:
+        """SPUBLISH on the channel's master (ephemeral frames): subscribers reached there."""
+        result, _acked = await self._place(key_slot(channel.encode()), ("SPUBLISH", channel, payload))
+        return int(result)
+
+    async def _place(
+        self, slot: int, command: tuple[Any, ...], source: str | None = None, wait: tuple[int, int] | None = None
+    ) -> tuple[Any, int]:
+        """``command``'s reply on ``slot``'s master, and what ``WAIT *wait`` (pipelined after it) answered."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._place_timeout_s
         asking: ClusterNode | None = None
@@ -90,45 +84,43 @@ class ClusterScript:
                 node = asking or self._cluster.nodes_manager.get_node_from_slot(slot)
             except SlotNotCoveredError as exc:
                 last = exc
-                await self._refresh()
-                await asyncio.sleep(RETRY_PAUSE_S)
+                await self._pause()
                 continue
             commands: list[tuple[Any, ...]] = [("ASKING",)] if asking else []
-            commands.append(("EVALSHA", self._sha, len(keys), *keys, *args))
-            if self._min_replicas_ack:
-                commands.append(("WAIT", self._min_replicas_ack, self._ack_timeout_ms))
+            commands.append(command)
+            if wait:
+                commands.append(("WAIT", *wait))
             try:
                 replies = await self._on(node, commands)
             except _NotSent as exc:
-                last = exc.__cause__
-                asking = None
-                await self._refresh()
-                await asyncio.sleep(RETRY_PAUSE_S)
+                last, asking = exc.__cause__, None
+                await self._pause()
                 continue
             result = replies[1 if asking else 0]
             asking = None
-            if isinstance(result, NoScriptError):
-                await self._on(node, [("SCRIPT", "LOAD", self._source)])
-                continue
-            if isinstance(result, MovedError):
+            if isinstance(result, NoScriptError) and source is not None:
+                await self._on(node, [("SCRIPT", "LOAD", source)])
+            elif isinstance(result, MovedError):
                 await self._cluster.nodes_manager.move_slot(result)
-                continue
-            if isinstance(result, AskError):
+            elif isinstance(result, AskError):
                 asking = self._node(result.host, result.port)
-                continue
-            if isinstance(result, TryAgainError | ClusterDownError):
+            elif isinstance(result, TryAgainError | ClusterDownError):
                 last = result
-                await self._refresh()
-                await asyncio.sleep(RETRY_PAUSE_S)
-                continue
-            if isinstance(result, BaseException):
+                await self._pause()
+            elif isinstance(result, BaseException):
                 raise result
-            if self._min_replicas_ack:
-                acked = int(replies[-1]) if not isinstance(replies[-1], BaseException) else 0
-                if acked < self._min_replicas_ack:
-                    raise NotConfirmed(result, acked, self._min_replicas_ack)
-            return result
+            else:
+                acked = replies[-1] if wait else 0
+                return result, 0 if isinstance(acked, BaseException) else int(acked)
         raise Unavailable(f"no master took the publish within {self._place_timeout_s} s") from last
+
+    async def _pause(self) -> None:
+        """Refresh the slot map, then a short pause before the next attempt."""
+        try:
+            await asyncio.wait_for(self._cluster.nodes_manager.initialize(), self._place_timeout_s)
+        except (RedisError, OSError, TimeoutError):
+            pass  # the next attempt (or the deadline) decides
+        await asyncio.sleep(RETRY_PAUSE_S)
 
     async def _on(self, node: ClusterNode, commands: list[tuple[Any, ...]]) -> list[Any]:
         """Send ``commands`` in one write on one of ``node``'s connections; every reply, errors as values."""
@@ -164,8 +156,35 @@ class ClusterScript:
         manager = self._cluster.nodes_manager
         return manager.get_node(host=host, port=port) or ClusterNode(host, port, **manager.connection_kwargs)
 
-    async def _refresh(self) -> None:
-        try:
-            await asyncio.wait_for(self._cluster.nodes_manager.initialize(), self._place_timeout_s)
-        except (RedisError, OSError, TimeoutError):
-            pass  # the next attempt (or the deadline) decides
+
+class ClusterScript(SlotCommands):
+    """``await script(keys, args)``: EVALSHA on the master of the keys' slot (all keys share one slot)."""
+
+    def __init__(
+        self,
+        cluster: RedisCluster,
+        source: str,
+        min_replicas_ack: int = 0,
+        ack_timeout_ms: int = 500,
+        place_timeout_s: float = PLACE_TIMEOUT_S,
+    ) -> None:
+        super().__init__(cluster, place_timeout_s)
+        self._source = source
+        self._sha = hashlib.sha1(source.encode()).hexdigest()
+        self._min_replicas_ack = min_replicas_ack
+        self._ack_timeout_ms = ack_timeout_ms
+
+    async def __call__(self, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        slots = {key_slot(key.encode()) for key in keys}
+        if len(slots) != 1:
+            raise ValueError(f"keys must share one hash slot, got {len(slots)}")
+        wait = (self._min_replicas_ack, self._ack_timeout_ms) if self._min_replicas_ack else None
+        command = ("EVALSHA", self._sha, len(keys), *keys, *args)
+        result, acked = await self._place(slots.pop(), command, self._source, wait)
+        if wait and acked < self._min_replicas_ack:
+            raise NotConfirmed(result, acked, self._min_replicas_ack)
+        return result
+
+    async def run(self, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        """``Publisher.run``'s signature."""
+        return await self(keys, args)

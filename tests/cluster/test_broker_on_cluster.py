@@ -1,9 +1,10 @@
 """Main's ``RedisBroker`` (listener, catch-up, history, presence, books) over Redis Cluster.
 
 Until ``open_broker`` knows ``redis+cluster://``, this module wires it by hand —
-the three points a cluster broker changes (see docs/topologies.md, "Wiring"):
-the client is a ``RedisCluster``, the pub/sub link is ``ClusterPubSub``, and the
-publish script runs through ``ClusterScript`` with SPUBLISH. Replace
+the four points a cluster broker changes (see docs/topologies.md, "Wiring"):
+the client is a ``RedisCluster``, the pub/sub link is ``ClusterPubSub``, the
+publish script runs through ``ClusterScript`` with SPUBLISH, and ephemeral frames
+are SPUBLISHed on their slot's master. Replace
 ``cluster_broker`` with ``open_broker(url, options)`` once that exists.
 
 The fault tests are the issue's acceptance shape: a numbered stream published
@@ -25,7 +26,7 @@ from redis.asyncio.cluster import RedisCluster
 
 from broker import Broker, BrokerOptions, Event, OutcomeUnknown, Unavailable
 from broker.broker import RedisBroker
-from broker.cluster_publish import ClusterScript
+from broker.cluster_publish import ClusterScript, SlotCommands
 from broker.cluster_pubsub import ClusterPubSub
 from broker.keys import ChannelKeys, chat_channel
 from broker.listener import Listener
@@ -49,6 +50,9 @@ class _ClusterBroker(RedisBroker):
     def __init__(self, client: RedisCluster, options: BrokerOptions) -> None:
         super().__init__(client, options, description="redis cluster")  # type: ignore[arg-type]
         self._publisher = _SpublishScript(client)  # type: ignore[assignment]
+
+    async def publish_ephemeral(self, channel: str, frame: str) -> None:
+        await SlotCommands(self.client).spublish(self.keys(channel).pubsub, "\n" + frame)  # type: ignore[arg-type]
 
     def _link(self, listener: Listener) -> ClusterPubSub:  # type: ignore[override]
         return ClusterPubSub(
@@ -141,6 +145,8 @@ async def test_publish_subscribe_history_presence_and_books_work_on_a_cluster(
         for n in range(3):
             await a.publish(room, json.dumps({"n": n}))
     await until(lambda: all(received == [0, 1, 2] for received, _ in subscribers), what="delivered across replicas")
+    await a.publish_ephemeral(rooms[0], json.dumps({"n": 99}))  # SPUBLISH on the room's master
+    await until(lambda: subscribers[0][0] == [0, 1, 2, 99], what="ephemeral frame delivered")
     assert [json.loads(e.data)["n"] for e in await a.history(rooms[0])] == [0, 1, 2]
 
     await a.presence.enter(rooms[0], "ada", "c1")

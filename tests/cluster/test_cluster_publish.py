@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator
 import pytest
 from redis.asyncio.cluster import RedisCluster
 
-from broker.cluster_publish import ClusterScript, NotConfirmed
+from broker.cluster_publish import ClusterScript, NotConfirmed, SlotCommands
 from broker.cluster_pubsub import ClusterPubSub
 from broker.errors import OutcomeUnknown, Unavailable
 from broker.keys import ChannelKeys
@@ -83,6 +83,35 @@ async def test_publishes_run_on_each_slots_master_and_reach_subscribers(
         for port in spread:
             stats = cluster.client(port).info("commandstats")
             assert stats["cmdstat_evalsha"]["calls"] >= 6
+    finally:
+        await transport.stop()
+        await listener_client.aclose()
+
+
+async def test_spublish_reaches_the_channels_master_even_with_a_stale_slot_map(
+    cluster: ClusterTopology, client: RedisCluster, key_prefix: str
+) -> None:
+    spread = channels_per_master(cluster, key_prefix, 1)
+    (_source, [name]), (target, _) = list(spread.items())[:2]
+    recorder = Recorder()
+    listener_client = cluster_client(cluster)
+    transport = ClusterPubSub(
+        listener_client,
+        control=f"{key_prefix}:replica:r1",
+        probe_s=1.0,
+        on_message=recorder.on_message,
+        on_lost=recorder.on_lost,
+        on_restored=recorder.on_restored,
+    )
+    await transport.start()
+    try:
+        await transport.subscribe([name])
+        commands = SlotCommands(client)
+        assert await commands.spublish(name, "one") == 1
+        cluster.migrate_slot_of(name, target)  # ``client`` still maps the slot to its old master
+        await until(lambda: name in recorder.ever_restored(), what="subscriber followed the slot")
+        assert await commands.spublish(name, "two") == 1
+        await until(lambda: recorder.got(name) == [b"one", b"two"], what="both delivered")
     finally:
         await transport.stop()
         await listener_client.aclose()
