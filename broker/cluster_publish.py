@@ -21,8 +21,10 @@ published). An error *after* the command was sent is ``broker.errors.OutcomeUnkn
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio.cluster import ClusterNode, RedisCluster
@@ -30,6 +32,7 @@ from redis.crc import key_slot
 from redis.exceptions import (
     AskError,
     ClusterDownError,
+    MaxConnectionsError,
     MovedError,
     NoScriptError,
     RedisError,
@@ -43,6 +46,8 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from broker.errors import OutcomeUnknown, Unavailable
 
 PLACE_TIMEOUT_S = 2.0
+#: most publishes one pipeline carries; a longer queue is sent as several
+BATCH_LIMIT = 256
 RETRY_PAUSE_S = 0.05
 _NETWORK = (RedisConnectionError, RedisTimeoutError, OSError)
 
@@ -94,7 +99,10 @@ class SlotCommands:
                 replies = await self._on(node, commands)
             except _NotSent as exc:
                 last, asking = exc.__cause__, None
-                await self._pause()
+                if isinstance(last, MaxConnectionsError):  # busy, not broken: no slot-map refresh
+                    await asyncio.sleep(RETRY_PAUSE_S)
+                else:
+                    await self._pause()
                 continue
             result = replies[1 if asking else 0]
             asking = None
@@ -157,8 +165,26 @@ class SlotCommands:
         return manager.get_node(host=host, port=port) or ClusterNode(host, port, **manager.connection_kwargs)
 
 
+@dataclass(slots=True, eq=False)
+class _Call:
+    slot: int
+    command: tuple[Any, ...]
+    future: asyncio.Future[tuple[Any, int]]
+    reloaded: bool = False
+
+
+#: replies that mean "not run here, place it again" (one by one, through ``_place``)
+_REPLACE = (NoScriptError, MovedError, AskError, TryAgainError, ClusterDownError)
+
+
 class ClusterScript(SlotCommands):
-    """``await script(keys, args)``: EVALSHA on the master of the keys' slot (all keys share one slot)."""
+    """``await script(keys, args)``: EVALSHA on the master of the keys' slot (all keys share one slot).
+
+    Like ``broker.publisher.Publisher``: the calls waiting for one node at the same moment go out
+    as one pipeline on one connection (exactly one EVALSHA each, in arrival order, one WAIT after
+    them all), so a burst neither pays a round trip per publish nor exhausts the node's pool. A
+    call whose reply says "not here" (MOVED, ASK, NOSCRIPT...) is placed again on its own.
+    """
 
     def __init__(
         self,
@@ -172,19 +198,91 @@ class ClusterScript(SlotCommands):
         self._source = source
         self._sha = hashlib.sha1(source.encode()).hexdigest()
         self._min_replicas_ack = min_replicas_ack
-        self._ack_timeout_ms = ack_timeout_ms
+        self._wait = (min_replicas_ack, ack_timeout_ms) if min_replicas_ack else None
+        self._queues: dict[str, list[_Call]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
 
     async def __call__(self, keys: Sequence[str], args: Sequence[Any]) -> Any:
         slots = {key_slot(key.encode()) for key in keys}
         if len(slots) != 1:
             raise ValueError(f"keys must share one hash slot, got {len(slots)}")
-        wait = (self._min_replicas_ack, self._ack_timeout_ms) if self._min_replicas_ack else None
-        command = ("EVALSHA", self._sha, len(keys), *keys, *args)
-        result, acked = await self._place(slots.pop(), command, self._source, wait)
-        if wait and acked < self._min_replicas_ack:
+        call = _Call(slots.pop(), ("EVALSHA", self._sha, len(keys), *keys, *args), asyncio.Future())
+        try:
+            node = self._cluster.nodes_manager.get_node_from_slot(call.slot)
+        except SlotNotCoveredError:
+            self._again(call)
+        else:
+            queue = self._queues.setdefault(node.name, [])
+            if not queue:
+                self._spawn(self._send_all(node))
+            queue.append(call)
+        result, acked = await call.future
+        if self._wait and acked < self._min_replicas_ack:
             raise NotConfirmed(result, acked, self._min_replicas_ack)
         return result
 
     async def run(self, keys: Sequence[str], args: Sequence[Any]) -> Any:
         """``Publisher.run``'s signature."""
         return await self(keys, args)
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _send_all(self, node: ClusterNode) -> None:
+        """One sender per node: batches go out one after another on one connection at a time."""
+        while batch := self._queues.get(node.name):
+            self._queues[node.name] = batch[BATCH_LIMIT:]
+            await self._send(node, batch[:BATCH_LIMIT])
+        self._queues.pop(node.name, None)
+
+    async def _send(self, node: ClusterNode, batch: list[_Call]) -> None:
+        commands = [call.command for call in batch] + ([("WAIT", *self._wait)] if self._wait else [])
+        try:
+            replies = await self._on(node, commands)
+        except _NotSent:
+            for call in batch:
+                self._again(call)
+            return
+        except OutcomeUnknown as exc:
+            for call in batch:
+                _settle(call.future, exc=exc)
+            return
+        acked = replies[-1] if self._wait else 0
+        acked = 0 if isinstance(acked, BaseException) else int(acked)
+        unloaded = [call for call, reply in zip(batch, replies, strict=False) if isinstance(reply, NoScriptError)]
+        if unloaded and not any(call.reloaded for call in unloaded):
+            # Redis restarted or flushed its scripts: nothing of those ran. Load once, send them again first.
+            with contextlib.suppress(_NotSent, OutcomeUnknown):
+                await self._on(node, [("SCRIPT", "LOAD", self._source)])
+            for call in unloaded:
+                call.reloaded = True
+            self._queues[node.name] = unloaded + self._queues.get(node.name, [])
+        for call, reply in zip(batch, replies, strict=False):
+            if isinstance(reply, NoScriptError) and call.reloaded and call in unloaded:
+                continue  # queued again just above
+            if isinstance(reply, _REPLACE):
+                self._again(call)
+            elif isinstance(reply, BaseException):
+                _settle(call.future, exc=reply)
+            else:
+                _settle(call.future, (reply, acked))
+
+    def _again(self, call: _Call) -> None:
+        async def place() -> None:
+            try:
+                _settle(call.future, await self._place(call.slot, call.command, self._source, self._wait))
+            except Exception as exc:
+                _settle(call.future, exc=exc)
+
+        self._spawn(place())
+
+
+def _settle(future: asyncio.Future[tuple[Any, int]], result: Any = None, exc: BaseException | None = None) -> None:
+    if future.done():
+        return
+    if exc is not None:
+        future.set_exception(exc)
+    else:
+        future.set_result(result)

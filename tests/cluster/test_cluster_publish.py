@@ -117,6 +117,25 @@ async def test_spublish_reaches_the_channels_master_even_with_a_stale_slot_map(
         await listener_client.aclose()
 
 
+async def test_a_burst_is_pipelined_per_node_in_arrival_order(
+    cluster: ClusterTopology, client: RedisCluster, key_prefix: str
+) -> None:
+    """Far more concurrent publishes than the pool has connections, on flushed scripts: all land, in order."""
+    spread = channels_per_master(cluster, key_prefix, 10)
+    channels = [keys_of(name) for names in spread.values() for name in names]
+    for port in spread:
+        cluster.client(port).script_flush()
+    script = ClusterScript(client, SCRIPT)
+
+    calls = [(channels[i % len(channels)], str(i)) for i in range(3000)]
+    ids = await asyncio.gather(*(publish(script, channel, data) for channel, data in calls))
+
+    for channel in channels:
+        mine = [id_ for (c, _), id_ in zip(calls, ids, strict=True) if c is channel]
+        assert mine == sorted(mine, key=lambda i: tuple(map(int, i.split(b"-"))))  # arrival order kept
+        assert stream_len(cluster, channel) == len(mine) == 100  # each ran exactly once
+
+
 async def test_a_flushed_script_is_loaded_again(
     cluster: ClusterTopology, client: RedisCluster, key_prefix: str
 ) -> None:
