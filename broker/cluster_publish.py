@@ -200,6 +200,7 @@ class ClusterScript(SlotCommands):
         self._min_replicas_ack = min_replicas_ack
         self._wait = (min_replicas_ack, ack_timeout_ms) if min_replicas_ack else None
         self._queues: dict[str, list[_Call]] = {}
+        self._senders: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def __call__(self, keys: Sequence[str], args: Sequence[Any]) -> Any:
@@ -212,10 +213,10 @@ class ClusterScript(SlotCommands):
         except SlotNotCoveredError:
             self._again(call)
         else:
-            queue = self._queues.setdefault(node.name, [])
-            if not queue:
+            self._queues.setdefault(node.name, []).append(call)
+            if node.name not in self._senders:  # one sender per node: batches never overtake each other
+                self._senders.add(node.name)
                 self._spawn(self._send_all(node))
-            queue.append(call)
         result, acked = await call.future
         if self._wait and acked < self._min_replicas_ack:
             raise NotConfirmed(result, acked, self._min_replicas_ack)
@@ -232,10 +233,21 @@ class ClusterScript(SlotCommands):
 
     async def _send_all(self, node: ClusterNode) -> None:
         """One sender per node: batches go out one after another on one connection at a time."""
-        while batch := self._queues.get(node.name):
-            self._queues[node.name] = batch[BATCH_LIMIT:]
-            await self._send(node, batch[:BATCH_LIMIT])
-        self._queues.pop(node.name, None)
+        batch: list[_Call] = []
+        try:
+            while batch := self._queues.get(node.name, []):
+                self._queues[node.name] = batch[BATCH_LIMIT:]
+                batch = batch[:BATCH_LIMIT]
+                await self._send(node, batch)
+        except BaseException as exc:
+            # Whatever stopped this sender must not leave callers waiting forever, nor a queue with no
+            # sender (the next call would only append to it).
+            for call in batch + self._queues.get(node.name, []):
+                _settle(call.future, exc=OutcomeUnknown(f"the publisher stopped mid-publish ({exc!r})"))
+            raise
+        finally:
+            self._queues.pop(node.name, None)
+            self._senders.discard(node.name)
 
     async def _send(self, node: ClusterNode, batch: list[_Call]) -> None:
         commands = [call.command for call in batch] + ([("WAIT", *self._wait)] if self._wait else [])
