@@ -1,22 +1,13 @@
 """Sharded pub/sub on Redis Cluster 7: SSUBSCRIBE over one connection per master that owns a wanted name.
 
-What comes from redis-py (see docs/topologies.md): the slot map and node
-discovery (``RedisCluster.nodes_manager``), the slot hash, and the connection
-class with its auth/TLS/handshake. What is written here, because redis-py's
-``ClusterPubSub`` reads its nodes round-robin with a timeout each (one stalled
-node delays all) and only reconciles on its own slot refreshes:
-
-* a :class:`NodeLink` per master: its own connection and its own reader task, so a
-  SIGSTOPped node stalls nobody else;
-* subscribe calls made in the same loop turn are batched into one write per
-  node (one SSUBSCRIBE per slot inside it: Redis refuses cross-slot SSUBSCRIBE);
-* replies are matched to commands in order (a FIFO per link), so an error reply
-  (MOVED after a migration) fails exactly the names it concerns, and a
-  ``sunsubscribe`` nobody asked for means "this slot moved": the name is
-  reported lost, the slot map refreshed and the name re-subscribed on its new
-  owner, then reported restored;
-* each link is probed every ``probe_s`` by an SPUBLISH to a control channel in
-  a slot that node owns; a probe not back by the next round fails the link.
+redis-py supplies the slot map, node discovery and connection classes; the rest
+is here (why: docs/topologies.md). Each master's :class:`NodeLink` has its own
+reader task, so a stalled node stalls nobody else. Subscribes of one loop turn
+are batched into one write per node. An unsolicited ``sunsubscribe`` (slot
+moved), a broken link or a probe that did not come back (an SPUBLISH to this
+replica's control channel in a slot of that node, every ``probe_s``) reports
+the names lost, refreshes the slot map, re-subscribes them on their owner and
+reports them restored.
 """
 
 from __future__ import annotations
@@ -25,7 +16,7 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from redis.asyncio.cluster import ClusterNode, RedisCluster
@@ -253,7 +244,7 @@ class ClusterPubSub:
             if channel == link.probe_channel:
                 link.probe_seen = int(payload)
             elif channel in self._wanted:
-                self._on_message(channel, payload)
+                _guarded(self._on_message, channel, payload)
         elif kind == SSUBSCRIBE:
             link.answered(kind, channel)
             if channel != link.probe_channel:
@@ -325,7 +316,7 @@ class ClusterPubSub:
 
     def _lose(self, names: list[str]) -> None:
         self._to_restore.update(names)
-        self._on_lost(sorted(names))
+        _guarded(self._on_lost, sorted(names))
         if self._healer is None or self._healer.done():
             self._healer = asyncio.create_task(self._heal(), name="herald-cluster-heal")
 
@@ -346,7 +337,7 @@ class ClusterPubSub:
             if back:
                 attempt = 0
                 log.info("pub/sub re-subscribed %d channel(s)", len(back))
-                self._on_restored(back)
+                _guarded(self._on_restored, back)
             elif self._to_restore:
                 await asyncio.sleep(random.uniform(0, min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2**attempt)))
                 attempt += 1
@@ -387,3 +378,11 @@ def _fail(future: asyncio.Future[None], exc: BaseException) -> None:
     if not future.done():
         future.set_exception(exc)
         future.exception()  # retrieved: an abandoned confirmation is not an "exception never retrieved"
+
+
+def _guarded(callback: Callable[..., None], *args: Any) -> None:
+    """A failing callback is the owner's bug: logged, never the end of a link's reader or of the healer."""
+    try:
+        callback(*args)
+    except Exception:
+        log.exception("pub/sub callback %r failed", callback)

@@ -25,7 +25,7 @@ from redis.crc import key_slot
 from tests.helpers.servers import RedisServer
 from tests.helpers.services import require
 
-WAIT_S = 30.0
+WAIT_S = 60.0
 POLL_S = 0.05
 NODE_TIMEOUT_MS = 1000
 SENTINEL_MASTER = "herald"
