@@ -68,7 +68,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--host", help="bind address (HERALD_HOST, default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port (HERALD_PORT, default 8000)")
-    serve.add_argument("--redis-url", help="redis://… or memory:// (HERALD_REDIS_URL, default memory://)")
+    serve.add_argument(
+        "--redis-url",
+        help="redis://…, redis+sentinel://…, redis+cluster://… or memory:// (HERALD_REDIS_URL, default memory://)",
+    )
     serve.add_argument("--replica-id", help="replica name (HERALD_REPLICA_ID, default <hostname>-<pid>)")
 
     token = commands.add_parser(

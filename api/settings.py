@@ -10,6 +10,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from api.origins import invalid_origins
+from broker import parse_redis_url
 
 
 def default_replica_id() -> str:
@@ -21,7 +22,9 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="HERALD_", extra="ignore")
 
     redis_url: str = Field(
-        "memory://", description="`redis://…`/`rediss://…` for a real Redis; `memory://` embeds one (single replica)"
+        "memory://",
+        description="`redis://…`/`rediss://…` for a real Redis, `redis+sentinel://…`, `redis+cluster://…` "
+        "(SPEC §9); `memory://` embeds one (single replica)",
     )
     replica_id: str = Field(
         default_factory=default_replica_id, description="name this replica reports; default `<hostname>-<pid>`"
@@ -85,3 +88,10 @@ class Settings(BaseSettings):
         if bad := invalid_origins(value):
             raise ValueError(f"not origins (scheme://host[:port]): {', '.join(bad)}")
         return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _known_topology(cls, url: str) -> str:
+        """A malformed URL fails at start-up (``broker.InvalidRedisUrl``), not on the first publish."""
+        parse_redis_url(url)
+        return url

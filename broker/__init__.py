@@ -19,6 +19,7 @@ from broker.facade import (
 from broker.factory import open_broker
 from broker.keys import BOOKS_CHANNEL, chat_channel
 from broker.types import SINCE_START, Event, Offset, Sink, is_offset, parse_offset
+from broker.urls import InvalidRedisUrl, parse_redis_url
 
 __all__ = [
     "BOOKS_CHANNEL",
@@ -29,6 +30,7 @@ __all__ = [
     "BrokerStats",
     "Duplicate",
     "Event",
+    "InvalidRedisUrl",
     "Offset",
     "OnDeparted",
     "OutcomeUnknown",
@@ -43,4 +45,5 @@ __all__ = [
     "is_offset",
     "open_broker",
     "parse_offset",
+    "parse_redis_url",
 ]

@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import httpx
@@ -35,11 +36,26 @@ def _stop(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout: 
 
 
 class RedisServer:
-    def __init__(self, workdir: Path, port: int | None = None) -> None:
+    def __init__(
+        self, workdir: Path, port: int | None = None, extra_args: Sequence[str] = (), config: Path | None = None
+    ) -> None:
         self.binary = require("redis-server", "apt-get install redis-server")
         self.port = port or free_port()
         self.workdir = workdir
+        #: appended to the command line (cluster mode, ``--replicaof``, ``--sentinel``)
+        self.extra_args = list(extra_args)
+        #: a config file, first on the command line (a sentinel needs a writable one)
+        self.config = config
         self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process is not None else None
+
+    def signal(self, sig: int) -> None:
+        """Send ``sig`` (SIGSTOP, SIGCONT...) to this server alone, by its PID."""
+        assert self.process is not None, "not running"
+        self.process.send_signal(sig)
 
     @property
     def url(self) -> str:
@@ -53,6 +69,7 @@ class RedisServer:
         self.process = subprocess.Popen(
             [
                 self.binary,
+                *([str(self.config)] if self.config is not None else []),
                 "--port",
                 str(self.port),
                 "--bind",
@@ -65,6 +82,7 @@ class RedisServer:
                 str(self.workdir),
                 "--logfile",
                 str(self.workdir / "redis.log"),
+                *self.extra_args,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -86,6 +104,7 @@ class RedisServer:
 
     def stop(self) -> None:
         if self.process is not None:
+            self.process.send_signal(signal.SIGCONT)  # a SIGSTOPped server would never see the SIGTERM
             _stop(self.process)
             self.process = None
 

@@ -1,0 +1,40 @@
+"""``redis+cluster://`` / ``rediss+cluster://`` -> a redis-py asyncio ``RedisCluster`` (SPEC §9).
+
+The seeds are only where discovery starts; the slot map lists the rest. Like
+``broker.connect.create_redis``: no retries of its own (a re-sent publish could
+publish twice; ``broker.cluster_publish`` decides what may be re-sent) and
+short timeouts, so a dead or stopped node costs seconds: the slot-map refresh
+asks the nodes one after another.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+
+from broker.urls import ClusterUrl
+
+CONNECT_TIMEOUT_S = 1.0
+SOCKET_TIMEOUT_S = 2.0
+
+
+def create_cluster_redis(
+    topology: ClusterUrl, pool_size: int = 64, socket_timeout_s: float = SOCKET_TIMEOUT_S
+) -> RedisCluster:
+    """Call ``await client.initialize()`` (or ``ClusterPubSub.start``) before use."""
+    options: dict[str, Any] = {
+        "retry": Retry(NoBackoff(), 0),
+        "socket_connect_timeout": CONNECT_TIMEOUT_S,
+        "socket_timeout": socket_timeout_s,
+        "max_connections": pool_size,
+        "username": topology.username,
+        "password": topology.password,
+        # Replicas never serve Herald: reads must see what the script just wrote.
+        "read_from_replicas": False,
+    }
+    if topology.tls:
+        options["ssl"] = True
+    return RedisCluster(startup_nodes=[ClusterNode(a.host, a.port) for a in topology.seeds], **options)

@@ -1,0 +1,37 @@
+"""The pub/sub transport interface, shared by the standalone listener and the cluster one (SPEC §8, §9).
+
+A transport keeps a set of pub/sub names subscribed and tells its owner when
+some stop being subscribed and when they are subscribed again, so that the
+owner (the broker's hub and catch-up) can replay each name's gap from its
+stream. It does no ref-counting: the owner subscribes a name once and
+serialises subscribe/unsubscribe of one name (a per-channel lock).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+#: (pub/sub channel name, raw payload); called synchronously by a reader task: must not await
+OnMessage = Callable[[str, bytes], None]
+#: these names are no longer subscribed (link lost, slot moved, probe failed)
+OnLost = Callable[[list[str]], None]
+#: these names are subscribed again, confirmed by Redis: the owner replays their gap
+OnRestored = Callable[[list[str]], None]
+
+
+class PubSubTransport(Protocol):
+    reconnects: int
+
+    @property
+    def ready(self) -> bool:
+        """Every needed link is up and every wanted name is subscribed."""
+
+    async def start(self, wait_s: float = 2.0) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    async def subscribe(self, names: Sequence[str]) -> None:
+        """Returns once Redis confirmed every name; raises ``broker.errors.Unavailable``."""
+
+    async def unsubscribe(self, names: Sequence[str]) -> None: ...

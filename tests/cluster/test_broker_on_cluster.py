@@ -1,0 +1,197 @@
+"""Main's ``RedisBroker`` (listener, catch-up, history, presence, books) over Redis Cluster.
+
+Until ``open_broker`` knows ``redis+cluster://``, this module wires it by hand —
+the four points a cluster broker changes (see docs/topologies.md, "Wiring"):
+the client is a ``RedisCluster``, the pub/sub link is ``ClusterPubSub``, the
+publish script runs through ``ClusterScript`` with SPUBLISH, and ephemeral frames
+are SPUBLISHed on their slot's master. Replace
+``cluster_broker`` with ``open_broker(url, options)`` once that exists.
+
+The fault tests are the issue's acceptance shape: a numbered stream published
+through a kill -9 of its master / a migration of its slot is received by a
+live subscriber exactly once and in order, every acknowledged number included.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from importlib import resources
+from typing import Any
+
+import pytest
+from redis.asyncio.cluster import RedisCluster
+
+from broker import Broker, BrokerOptions, Event, OutcomeUnknown, Unavailable
+from broker.broker import RedisBroker
+from broker.cluster_publish import ClusterScript, SlotCommands
+from broker.cluster_pubsub import ClusterPubSub
+from broker.keys import ChannelKeys, chat_channel
+from broker.listener import Listener
+from tests.cluster.helpers import cluster_client, until
+from tests.helpers.topologies import ClusterTopology
+
+pytestmark = pytest.mark.redis
+
+
+class _SpublishScript:
+    """``Publisher.run`` over ``ClusterScript``, with the script's pub/sub command (ARGV[4]) = SPUBLISH."""
+
+    def __init__(self, client: RedisCluster) -> None:
+        self._script = ClusterScript(client, resources.files("broker").joinpath("lua/publish.lua").read_text())
+
+    async def run(self, keys: list[str], args: list[Any]) -> Any:
+        return await self._script(keys, [*args[:3], "SPUBLISH", *args[4:]])
+
+
+class _ClusterBroker(RedisBroker):
+    def __init__(self, client: RedisCluster, options: BrokerOptions) -> None:
+        super().__init__(client, options, description="redis cluster")  # type: ignore[arg-type]
+        self._publisher = _SpublishScript(client)  # type: ignore[assignment]
+
+    async def publish_ephemeral(self, channel: str, frame: str) -> None:
+        await SlotCommands(self.client).spublish(self.keys(channel).pubsub, "\n" + frame)  # type: ignore[arg-type]
+
+    def _link(self, listener: Listener) -> ClusterPubSub:  # type: ignore[override]
+        return ClusterPubSub(
+            self.client,  # type: ignore[arg-type]
+            control=f"{self.options.prefix}:replica:{self.options.replica_id}",
+            probe_s=self.options.probe_s,
+            on_message=listener.on_message,
+            on_lost=listener.on_lost,
+            on_restored=listener.on_restored,
+        )
+
+
+BrokerFactory = Callable[..., Awaitable[Broker]]
+
+
+@pytest.fixture
+async def cluster_broker(cluster: ClusterTopology, key_prefix: str) -> AsyncIterator[BrokerFactory]:
+    brokers: list[Broker] = []
+
+    async def make(**options: Any) -> Broker:
+        options.setdefault("replica_id", f"replica-{len(brokers) + 1}")
+        broker = _ClusterBroker(cluster_client(cluster), BrokerOptions(prefix=key_prefix, **options))
+        brokers.append(broker)
+        await broker.start()
+        return broker
+
+    yield make
+    for broker in brokers:
+        await broker.close()
+
+
+async def numbered_stream(
+    broker: Broker, channel: str, fault: Callable[[], None], after_fault: int = 30
+) -> tuple[list[int], dict[str, int], float]:
+    """Publish 0, 1, 2... every few ms; ``fault()`` after 20 acknowledged; stop ``after_fault`` acks later.
+
+    Returns the acknowledged numbers, the count of each refusal, and seconds from the fault to the
+    first acknowledged publish after it.
+    """
+    acked: list[int] = []
+    refusals = {"unavailable": 0, "unknown": 0}
+    faulted_at = flowing_at = 0.0
+    start = time.monotonic()
+    n = 0
+    while not flowing_at or len(acked) < 20 + after_fault:
+        assert time.monotonic() - start < 60, f"stuck after {len(acked)} acknowledged, {refusals}"
+        if not faulted_at and len(acked) == 20:
+            fault()
+            faulted_at = time.monotonic()
+        try:
+            await broker.publish(channel, json.dumps({"n": n}))
+            acked.append(n)
+            if faulted_at and not flowing_at:
+                flowing_at = time.monotonic()
+        except OutcomeUnknown:
+            refusals["unknown"] += 1
+        except Unavailable:
+            refusals["unavailable"] += 1
+        n += 1
+        await asyncio.sleep(0.005)
+    return acked, refusals, flowing_at - faulted_at
+
+
+async def live_subscriber(broker: Broker, channel: str) -> tuple[list[int], Any]:
+    received: list[int] = []
+
+    def sink(event: Event) -> None:
+        received.append(json.loads(event.data)["n"])
+
+    subscription = await broker.subscribe(channel, sink)
+    async for page in subscription.replay():
+        received.extend(json.loads(event.data)["n"] for event in page)
+    return received, subscription
+
+
+def assert_exactly_once_in_order(received: list[int], acked: list[int]) -> None:
+    assert received == sorted(set(received)), "duplicated or out of order"
+    assert set(acked) <= set(received), f"lost: {sorted(set(acked) - set(received))}"
+
+
+async def test_publish_subscribe_history_presence_and_books_work_on_a_cluster(
+    cluster_broker: BrokerFactory, cluster: ClusterTopology, key_prefix: str
+) -> None:
+    a, b = await cluster_broker(), await cluster_broker()
+    rooms = [chat_channel(f"room{i}") for i in range(6)]
+    owners = {cluster.master_of(ChannelKeys.of(key_prefix, room).stream) for room in rooms}
+    assert len(owners) >= 2  # the rooms really spread over several masters
+    subscribers = [await live_subscriber(b, room) for room in rooms]
+    for room in rooms:
+        for n in range(3):
+            await a.publish(room, json.dumps({"n": n}))
+    await until(lambda: all(received == [0, 1, 2] for received, _ in subscribers), what="delivered across replicas")
+    await a.publish_ephemeral(rooms[0], json.dumps({"n": 99}))  # SPUBLISH on the room's master
+    await until(lambda: subscribers[0][0] == [0, 1, 2, 99], what="ephemeral frame delivered")
+    assert [json.loads(e.data)["n"] for e in await a.history(rooms[0])] == [0, 1, 2]
+
+    await a.presence.enter(rooms[0], "ada", "c1")
+    assert await b.presence.users(rooms[0]) == ["ada"]
+    assert (await a.add_book("978-0", json.dumps({"n": 0}))).offset
+    for _received, subscription in subscribers:
+        await subscription.close()
+
+
+async def test_a_numbered_stream_survives_a_kill_9_of_its_master(
+    cluster_broker: BrokerFactory, cluster: ClusterTopology, key_prefix: str, request: pytest.FixtureRequest
+) -> None:
+    publisher, listener = await cluster_broker(), await cluster_broker(probe_s=1.0)
+    channel = chat_channel("killed")
+    victim = cluster.master_of(ChannelKeys.of(key_prefix, channel).stream)
+    received, subscription = await live_subscriber(listener, channel)
+
+    acked, refusals, seconds = await numbered_stream(publisher, channel, lambda: cluster.kill(victim))
+
+    await until(lambda: set(acked) <= set(received), what="every acknowledged number delivered")
+    assert_exactly_once_in_order(received, acked)
+    assert refusals["unavailable"] > 0  # the failover window was refused, not absorbed
+    request.node.user_properties.append(("broker_kill_to_publish_s", round(seconds, 2)))
+    print(
+        f"broker on cluster, kill -9: acknowledged {len(acked)}, delivered {len(received)}, {refusals}, "
+        f"publishes flowing again after {seconds:.2f} s"
+    )
+    await subscription.close()
+
+
+async def test_a_numbered_stream_survives_a_slot_migration(
+    cluster_broker: BrokerFactory, cluster: ClusterTopology, key_prefix: str
+) -> None:
+    publisher, listener = await cluster_broker(), await cluster_broker()
+    channel = chat_channel("migrated")
+    stream = ChannelKeys.of(key_prefix, channel).stream
+    target = next(port for port in cluster.masters() if port != cluster.master_of(stream))
+    received, subscription = await live_subscriber(listener, channel)
+
+    acked, refusals, _seconds = await numbered_stream(
+        publisher, channel, lambda: cluster.migrate_slot_of(stream, target)
+    )
+
+    await until(lambda: set(acked) <= set(received), what="every acknowledged number delivered")
+    assert_exactly_once_in_order(received, acked)
+    assert cluster.master_of(stream) == target
+    print(f"broker on cluster, migration: acknowledged {len(acked)}, delivered {len(received)}, {refusals}")
+    await subscription.close()
