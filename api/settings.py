@@ -10,7 +10,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from api.origins import invalid_origins
-from broker import parse_redis_url
+from broker import ClusterUrl, parse_redis_url
 
 
 def default_replica_id() -> str:
@@ -23,8 +23,8 @@ class Settings(BaseSettings):
 
     redis_url: str = Field(
         "memory://",
-        description="`redis://…`/`rediss://…` for a real Redis, `redis+sentinel://…`, `redis+cluster://…` "
-        "(SPEC §9); `memory://` embeds one (single replica)",
+        description="`redis://…`/`rediss://…` for a real Redis, `redis+sentinel://host:port[,…]/MASTER[/db]` "
+        "(SPEC §9; `redis+cluster://` is refused until it is wired); `memory://` embeds one (single replica)",
     )
     replica_id: str = Field(
         default_factory=default_replica_id, description="name this replica reports; default `<hostname>-<pid>`"
@@ -93,5 +93,9 @@ class Settings(BaseSettings):
     @classmethod
     def _known_topology(cls, url: str) -> str:
         """A malformed URL fails at start-up (``broker.InvalidRedisUrl``), not on the first publish."""
-        parse_redis_url(url)
+        if isinstance(parse_redis_url(url), ClusterUrl):
+            raise ValueError(
+                "redis+cluster:// is not served by this version yet (its parts are built, not wired);"
+                " use redis://, rediss:// or redis+sentinel://"
+            )
         return url

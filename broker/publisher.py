@@ -14,6 +14,7 @@ from typing import Any
 
 import redis.asyncio as redis
 from redis.exceptions import NoScriptError, RedisError
+from redis.sentinel import MasterNotFoundError
 
 from broker.errors import OutcomeUnknown, Unavailable
 
@@ -95,6 +96,8 @@ def _failure(exc: BaseException) -> Unavailable:
     script may have run: saying "not published" would invite a retry that duplicates it.
     """
     text = str(exc)
+    if isinstance(exc, MasterNotFoundError):  # asked of the sentinels, before anything was sent
+        return Unavailable("redis is unavailable: no master (failover in progress)")
     if "No connection available" in text or "connecting to" in text or "Connection refused" in text:
         return Unavailable("redis is unavailable")
     return OutcomeUnknown(

@@ -1,8 +1,7 @@
-"""Main's ``RedisBroker`` over a Sentinel-managed master: nothing else changes but the client.
+"""The broker over a Sentinel-managed master (``open_broker`` with ``redis+sentinel://``).
 
-Until ``open_broker`` knows ``redis+sentinel://``, the broker is built here from
-``create_sentinel_redis``. A numbered stream published through a kill -9 of the
-master is received by a live subscriber exactly once and in order.
+A numbered stream published through a kill -9 of the master is received by a
+live subscriber exactly once and in order.
 """
 
 from __future__ import annotations
@@ -12,10 +11,7 @@ from typing import Any
 
 import pytest
 
-from broker import Broker, BrokerOptions, chat_channel
-from broker.broker import RedisBroker
-from broker.sentinel import create_sentinel_redis
-from broker.urls import SentinelUrl, parse_redis_url
+from broker import Broker, BrokerOptions, chat_channel, open_broker
 from tests.cluster.helpers import until
 from tests.cluster.test_broker_on_cluster import (
     BrokerFactory,
@@ -31,12 +27,10 @@ pytestmark = pytest.mark.redis
 @pytest.fixture
 async def sentinel_broker(sentinels: SentinelTopology, key_prefix: str) -> AsyncIterator[BrokerFactory]:
     brokers: list[Broker] = []
-    topology = parse_redis_url(sentinels.url)
-    assert isinstance(topology, SentinelUrl)
 
     async def make(**options: Any) -> Broker:
         options.setdefault("replica_id", f"replica-{len(brokers) + 1}")
-        broker = RedisBroker(create_sentinel_redis(topology), BrokerOptions(prefix=key_prefix, **options))
+        broker = open_broker(sentinels.url, BrokerOptions(prefix=key_prefix, **options))
         brokers.append(broker)
         await broker.start()
         return broker

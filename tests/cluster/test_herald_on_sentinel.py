@@ -1,0 +1,54 @@
+"""Two ``herald serve`` replicas on ``redis+sentinel://``: chat across replicas, through a kill -9 of the master."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Callable
+
+import httpx
+import pytest
+
+from tests.helpers.chat import astatus, connect, eventually, frame_where
+from tests.helpers.servers import Herald
+from tests.helpers.topologies import SentinelTopology
+
+pytestmark = [pytest.mark.redis, pytest.mark.e2e]
+
+WAIT_S = 30.0
+
+
+async def test_replicas_on_a_sentinel_master_chat_and_follow_a_failover(
+    sentinels: SentinelTopology, herald_factory: Callable[..., Herald]
+) -> None:
+    a = herald_factory(sentinels.url, HERALD_PUBSUB_PROBE_S="1", HERALD_HEARTBEAT_S="3600")
+    b = herald_factory(sentinels.url, HERALD_PUBSUB_PROBE_S="1", HERALD_HEARTBEAT_S="3600")
+    assert "sentinel master" in a.log()
+    room = f"r{uuid.uuid4().hex[:8]}"
+    ws, _ = await connect(a.ws, room)
+    async with httpx.AsyncClient(timeout=10) as client:
+        url = f"{b.http}/api/chat/{room}/messages"
+        first = (await client.post(url, json={"text": "before"})).json()["id"]
+        assert (await frame_where(ws, lambda f: f["type"] == "message"))["id"] == first
+
+        sentinels.kill(sentinels.master_port())
+        killed = time.monotonic()
+        accepted: list[str] = []
+        async with asyncio.timeout(WAIT_S):
+            while len(accepted) < 5:  # refused (503) during the failover, never accepted and dropped
+                response = await client.post(url, json={"text": f"after {len(accepted)}"})
+                if response.status_code == 202:
+                    accepted.append(response.json()["id"])
+                else:
+                    assert response.status_code == 503, response.text
+                    await asyncio.sleep(0.1)
+        print(f"\npublishes accepted again {time.monotonic() - killed:.1f} s after kill -9 of the master")
+    got = [await frame_where(ws, lambda f: f["type"] == "message", within=WAIT_S) for _ in range(5)]
+    assert [f["id"] for f in got] == accepted
+
+    async def ready() -> bool:
+        return await astatus(f"{a.http}/ready") == 200 and await astatus(f"{b.http}/ready") == 200
+
+    await eventually(ready, WAIT_S, "both replicas ready on the new master")
+    await ws.close()
