@@ -42,9 +42,6 @@ class Principal:
         if not self.may_use(room):
             raise Forbidden(f"token does not allow room {shown(room)}")
 
-    def expired(self, now: float | None = None) -> bool:
-        return self.expires_at is not None and (now or time.time()) >= self.expires_at
-
 
 class Auth:
     def __init__(self, secret: str | None) -> None:

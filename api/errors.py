@@ -26,7 +26,6 @@ class CloseCode(IntEnum):
     """WebSocket close codes (RFC 6455 plus the graphql-ws 44xx range)."""
 
     NORMAL = 1000
-    GOING_AWAY = 1001
     POLICY_VIOLATION = 1008
     MESSAGE_TOO_BIG = 1009
     INTERNAL_ERROR = 1011
@@ -47,7 +46,6 @@ class CloseCode(IntEnum):
 
 CLOSE_CODE_EXPLANATIONS: dict[CloseCode, str] = {
     CloseCode.NORMAL: "normal closure",
-    CloseCode.GOING_AWAY: "going away",
     CloseCode.POLICY_VIOLATION: "token expired or not allowed",
     CloseCode.MESSAGE_TOO_BIG: "frame larger than HERALD_MAX_MESSAGE_BYTES",
     CloseCode.INTERNAL_ERROR: "internal error",

@@ -107,13 +107,6 @@ class OperationTable:
         self._finished = True
 
 
-class ConnectionInitMessage(TypedDict):
-    """Direction: Client -> Server."""
-
-    type: Literal["connection_init"]
-    payload: NotRequired[dict[str, Any] | None]
-
-
 class ConnectionAckMessage(TypedDict):
     """Direction: Server -> Client."""
 
@@ -128,21 +121,7 @@ class CompleteMessage(TypedDict):
     id: str
 
 
-class OperationPayload(TypedDict):
-    query: str
-    variables: NotRequired[dict[str, Any] | None]
-    operationName: NotRequired[str | None]
-    extensions: NotRequired[dict[str, Any] | None]  # graphql-transport-ws only; Herald ignores it
-
-
 # --- graphql-transport-ws ------------------------------------------------------------------------------------
-
-
-class PingMessage(TypedDict):
-    """Direction: bidirectional."""
-
-    type: Literal["ping"]
-    payload: NotRequired[dict[str, Any] | None]
 
 
 class PongMessage(TypedDict):
@@ -152,52 +131,7 @@ class PongMessage(TypedDict):
     payload: NotRequired[dict[str, Any] | None]
 
 
-class SubscribeMessage(TypedDict):
-    """Direction: Client -> Server."""
-
-    type: Literal["subscribe"]
-    id: str
-    payload: OperationPayload
-
-
-class NextMessage(TypedDict):
-    """Direction: Server -> Client. Payload is an ExecutionResult."""
-
-    type: Literal["next"]
-    id: str
-    payload: dict[str, Any]
-
-
-class ErrorMessage(TypedDict):
-    """Direction: Server -> Client. A list of GraphQL errors; no ``complete`` follows."""
-
-    type: Literal["error"]
-    id: str
-    payload: list[dict[str, Any]]
-
-
 # --- graphql-ws (legacy) -------------------------------------------------------------------------------------
-
-
-class StartMessage(TypedDict):
-    """Direction: Client -> Server."""
-
-    type: Literal["start"]
-    id: str
-    payload: OperationPayload
-
-
-class StopMessage(TypedDict):
-    """Direction: Client -> Server."""
-
-    type: Literal["stop"]
-    id: str
-
-
-class ConnectionTerminateMessage(TypedDict):
-    """Direction: Client -> Server."""
-
-    type: Literal["connection_terminate"]
 
 
 class ConnectionErrorMessage(TypedDict):
@@ -211,14 +145,6 @@ class KeepAliveMessage(TypedDict):
     """Direction: Server -> Client, right after ``connection_ack`` and then periodically."""
 
     type: Literal["ka"]
-
-
-class DataMessage(TypedDict):
-    """Direction: Server -> Client. Payload is an ExecutionResult."""
-
-    type: Literal["data"]
-    id: str
-    payload: dict[str, Any]
 
 
 class LegacyErrorMessage(TypedDict):
