@@ -289,7 +289,8 @@ def test_closed_returns_the_operations_still_running(p: GraphQLWS) -> None:
 # --- what real clients accept ------------------------------------------------------------------------------
 
 
-def test_gql_apollo_client_reads_our_frames(p: GraphQLWS) -> None:
+async def test_gql_apollo_client_reads_our_frames(p: GraphQLWS) -> None:
+    # async: gql's transport takes the running event loop (a sync test would leave a new one unclosed)
     client = WebsocketsTransport(url="ws://127.0.0.1:1")
     for op_id in "12":
         p.receive(start(op_id))
