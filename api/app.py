@@ -8,11 +8,10 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from fastapi import FastAPI, Request, WebSocket
+from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
-from starlette.types import Receive, Scope, Send
 
 from api import bodies, tracing
 from api.auth import Auth
@@ -30,6 +29,7 @@ from api.sse import chat as sse_chat
 from api.sse import graphql as sse_graphql
 from api.state import AppState
 from api.ws.chat_endpoint import chat_socket
+from api.ws.dispatch import HeraldApp, SocketRoutes
 from api.ws.registry import Connections
 from broker import BrokerOptions, Duplicate, OutcomeUnknown, open_broker
 from broker import Unavailable as BrokerUnavailable
@@ -76,33 +76,6 @@ def build_state(settings: Settings, traces: tracing.Tracing | None = None) -> Ap
     return state
 
 
-class HeraldApp(FastAPI):
-    """FastAPI, with WebSockets dispatched straight to their handlers.
-
-    A socket lives for hours and keeps its handler's whole call chain alive: through
-    the middleware stack that is a dozen coroutine frames per connection, for HTTP
-    concerns (body limits, exception pages) a WebSocket handler does not use. The
-    routes stay registered, so OpenAPI, tests and other servers see them as usual.
-    """
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "websocket":
-            path: str = scope["path"]
-            if path.startswith(CHAT_PREFIX) and "/" not in path[len(CHAT_PREFIX) :]:
-                scope["app"] = self
-                await chat_socket(WebSocket(scope, receive, send), path[len(CHAT_PREFIX) :])
-                return
-            if path == GRAPHQL_PATH:
-                scope["app"] = self
-                await graphql_socket(WebSocket(scope, receive, send))
-                return
-        await super().__call__(scope, receive, send)
-
-
-CHAT_PREFIX = "/ws/chat/"
-GRAPHQL_PATH = "/graphql"
-
-
 def create_app(settings: Settings | None = None, traces: tracing.Tracing | None = None) -> FastAPI:
     """``traces``: OpenTelemetry tracing; by default from the standard environment (off unless
     OTEL_TRACES_EXPORTER is set)."""
@@ -134,6 +107,7 @@ def create_app(settings: Settings | None = None, traces: tracing.Tracing | None 
             log.info("replica %s stopped", settings.replica_id)
 
     app = HeraldApp(
+        sockets=SocketRoutes(chat=chat_socket, graphql=graphql_socket),
         title="Herald",
         summary="Horizontally scaled real-time pub/sub: chat rooms and GraphQL subscriptions over Redis",
         version="0.1.0",
@@ -143,10 +117,8 @@ def create_app(settings: Settings | None = None, traces: tracing.Tracing | None 
     )
     app.include_router(ops.router)
     app.include_router(chat.router)
-    app.add_api_websocket_route(CHAT_PREFIX + "{room}", chat_socket)
     app.include_router(books.router)
     app.include_router(graphql_http.router)
-    app.add_api_websocket_route(GRAPHQL_PATH, graphql_socket)
     app.include_router(sse_chat.router)
     app.include_router(sse_graphql.router)
     _add_error_handlers(app)

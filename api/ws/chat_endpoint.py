@@ -57,7 +57,8 @@ def _refuse_reason(websocket: WebSocket, room: str, state: AppState) -> tuple[Pr
     return principal, ""
 
 
-async def chat_socket(websocket: WebSocket, room: str) -> None:
+async def chat_socket(websocket: WebSocket) -> None:
+    room: str = websocket.path_params["room"]
     state: AppState = websocket.app.state.herald
     settings = state.settings
     principal, reason = _refuse_reason(websocket, room, state)
