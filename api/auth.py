@@ -82,16 +82,6 @@ class Auth:
             return Principal(user=clean_user(display_name or "")[:64] or ANONYMOUS)
         return self.verify(token)
 
-    def from_init_payload(self, payload: Mapping[str, Any] | None, fallback: str | None) -> Principal:
-        """GraphQL ``connection_init``: ``{"token": T}`` or ``{"authorization": "Bearer T"}``, else ``fallback``."""
-        token = fallback
-        if payload:
-            if isinstance(payload.get("token"), str):
-                token = payload["token"]
-            elif isinstance(payload.get("authorization") or payload.get("Authorization"), str):
-                token = bearer(payload.get("authorization") or payload.get("Authorization"))
-        return self.principal(token)
-
 
 def principal_from_claims(claims: Mapping[str, Any]) -> Principal:
     """The principal of verified claims; ``Unauthorized`` for anything Herald could not represent faithfully.

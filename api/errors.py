@@ -14,11 +14,12 @@ WebSocket helper)::
     ├── Conflict        -> 409
     ├── PayloadTooLarge -> 413
     ├── RateLimited     -> 429 with Retry-After / error frame "rate_limited"
-    └── Unavailable     -> 503 / error frame "unavailable"   (broker.Unavailable is re-raised as this)
+    └── ServiceUnavailable -> 503 / error frame "unavailable" (broker.Unavailable is re-raised as this)
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import IntEnum, StrEnum
 
 
@@ -42,6 +43,14 @@ class CloseCode(IntEnum):
     GQL_CONNECTION_INITIALISATION_TIMEOUT = 4408
     GQL_SUBSCRIBER_ALREADY_EXISTS = 4409
     GQL_TOO_MANY_INITIALISATION_REQUESTS = 4429
+
+
+@dataclass(frozen=True, slots=True)
+class Close:
+    """The action a protocol machine (chat, either GraphQL subprotocol) returns to have its socket closed."""
+
+    code: CloseCode
+    reason: str
 
 
 CLOSE_CODE_EXPLANATIONS: dict[CloseCode, str] = {
@@ -120,7 +129,7 @@ class RateLimited(HeraldError):
         self.retry_after = retry_after
 
 
-class Unavailable(HeraldError):
+class ServiceUnavailable(HeraldError):
     status_code = 503
     error_code = ErrorCode.UNAVAILABLE
 

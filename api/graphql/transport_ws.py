@@ -20,11 +20,10 @@ from typing import Any
 
 import orjson
 
-from api.errors import CLOSE_CODE_EXPLANATIONS, CloseCode
+from api.errors import CLOSE_CODE_EXPLANATIONS, Close, CloseCode
 from api.graphql.types import (
     Action,
     Authorizer,
-    Close,
     CompleteMessage,
     ConnectionAckMessage,
     OperationTable,

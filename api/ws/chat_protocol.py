@@ -13,8 +13,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
-from api.errors import CloseCode, ErrorCode
-from api.models import dumps
+from api.errors import Close, CloseCode, ErrorCode
+from api.models import dumps, over_limit
 
 NOT_JSON = "仅支持JSON格式 (only JSON text frames are supported)"
 
@@ -66,12 +66,6 @@ class AskPresence:
     """Answer with the room's cluster-wide presence list."""
 
 
-@dataclass(frozen=True, slots=True)
-class Close:
-    code: CloseCode
-    reason: str
-
-
 ChatAction = Reply | Publish | AskPresence | Close
 
 PONG = Reply(dumps({"type": "pong"}))
@@ -111,7 +105,7 @@ class ChatProtocol:
 
     def receive(self, text: str) -> list[ChatAction]:
         # Backstop for servers that do not enforce ws_max_size themselves (wsproto, TestClient).
-        if len(text) * 4 > self.max_bytes and len(text.encode()) > self.max_bytes:
+        if over_limit(text, self.max_bytes):
             return [Close(CloseCode.MESSAGE_TOO_BIG, "frame too large")]
         try:
             frame = _ClientFrame.validate_json(text)

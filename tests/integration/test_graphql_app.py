@@ -258,7 +258,7 @@ def test_an_internal_error_closes_4500(
     def broken(*args: Any) -> None:
         raise RuntimeError("the token store is broken")
 
-    monkeypatch.setattr(client.app.state.herald.auth, "from_init_payload", broken)  # type: ignore[attr-defined]
+    monkeypatch.setattr(client.app.state.herald.auth, "verify", broken)  # type: ignore[attr-defined]
     with client.websocket_connect("/graphql", subprotocols=[protocol]) as ws:
         ws.send_json({"type": "connection_init", "payload": {"token": "t"}})
         received = []

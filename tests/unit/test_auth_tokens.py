@@ -90,15 +90,6 @@ def test_token_comes_from_the_query_or_a_bearer_header() -> None:
     assert bearer("Bearer ") is None
 
 
-def test_graphql_init_payload_token_or_authorization(auth: Auth) -> None:
-    token = auth.issue("dora")
-    assert auth.from_init_payload({"token": token}, None).user == "dora"
-    assert auth.from_init_payload({"authorization": f"Bearer {token}"}, None).user == "dora"
-    assert auth.from_init_payload({}, token).user == "dora"
-    with pytest.raises(Unauthorized):
-        auth.from_init_payload({"token": 42}, None)
-
-
 def herald_token(*args: str, secret: str | None = SECRET) -> subprocess.CompletedProcess[str]:
     env = {key: value for key, value in os.environ.items() if key != "HERALD_JWT_SECRET"}
     if secret is not None:

@@ -9,14 +9,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from api.errors import CloseCode, ErrorCode
+from api.errors import Close, CloseCode, ErrorCode
 from api.ws.chat_protocol import (
     NOT_JSON,
     PONG,
     AskPresence,
     ChatAction,
     ChatProtocol,
-    Close,
     Publish,
     Reply,
     TokenBucket,
