@@ -267,3 +267,18 @@ def test_an_internal_error_closes_4500(
                 received.append(ws.receive_json())
     assert received == frames
     assert closed.value.code == code
+
+
+@pytest.mark.parametrize("protocol", ["graphql-transport-ws", "graphql-ws"])
+def test_the_app_itself_closes_1009_on_a_frame_over_the_limit_in_bytes_not_characters(
+    client_factory: Client, protocol: str
+) -> None:
+    # TestClient, like wsproto, ignores ws_max_size: the app's backstop counts UTF-8 bytes, as uvicorn does.
+    client = client_factory(max_message_bytes=1024)
+    wide = '{"type":"connection_init","payload":{"user":"' + "é" * 600 + '"}}'
+    assert len(wide) <= 1024 < len(wide.encode())
+    with client.websocket_connect("/graphql", subprotocols=[protocol]) as ws:
+        ws.send_text(wide)
+        with pytest.raises(WebSocketDisconnect) as closed:
+            ws.receive_text()
+    assert closed.value.code == CloseCode.MESSAGE_TOO_BIG
