@@ -11,7 +11,6 @@ from starlette.websockets import WebSocketDisconnect
 
 from api.auth import Auth
 from api.errors import CloseCode
-from tests.helpers.servers import RedisServer
 
 Client = Callable[..., TestClient]
 SECRET = "graphql-test-secret-0123456789abcdef"
@@ -212,16 +211,6 @@ def test_with_auth_mutations_and_chat_reads_need_a_token_and_book_reads_stay_ope
 
 
 # -- Redis unavailable ---------------------------------------------------------------------------------------
-
-
-@pytest.mark.redis
-def test_unavailable_redis_is_a_graphql_error(client_factory: Client, own_redis: RedisServer) -> None:
-    client = client_factory(redis_url=own_redis.url)
-    own_redis.kill()
-    status, body = gql(client, "{ books { isbn } }")
-    assert (status, messages_of(body)) == (200, ["redis is unavailable"])
-    status, body = gql(client, ADD_BOOK, isbn="1")
-    assert (status, messages_of(body)) == (503, ["redis is unavailable"])
 
 
 # -- WebSocket refusals that need the app's insides ----------------------------------------------------------
