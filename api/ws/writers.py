@@ -103,9 +103,9 @@ class PreparedFrameWriter:
     def _push_frame(self, frame: bytes) -> None:
         if self.closed:
             return
-        pending = self._pending
-        if self._live and not pending and not self._frames.paused:
-            self._frames.write(frame)
+        frames, pending = self._frames, self._pending
+        if self._live and not pending and not frames.paused:
+            frames.write(frame)
         elif len(pending) < self._limit:
             pending.append(frame)
         else:
