@@ -19,7 +19,6 @@ WebSocket helper)::
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from enum import IntEnum, StrEnum
 
 
@@ -43,14 +42,6 @@ class CloseCode(IntEnum):
     GQL_CONNECTION_INITIALISATION_TIMEOUT = 4408
     GQL_SUBSCRIBER_ALREADY_EXISTS = 4409
     GQL_TOO_MANY_INITIALISATION_REQUESTS = 4429
-
-
-@dataclass(frozen=True, slots=True)
-class Close:
-    """The action a protocol machine (chat, either GraphQL subprotocol) returns to have its socket closed."""
-
-    code: CloseCode
-    reason: str
 
 
 CLOSE_CODE_EXPLANATIONS: dict[CloseCode, str] = {

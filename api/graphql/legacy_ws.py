@@ -24,7 +24,7 @@ from typing import Any
 
 import orjson
 
-from api.errors import CLOSE_CODE_EXPLANATIONS, Close, CloseCode
+from api.errors import CLOSE_CODE_EXPLANATIONS, CloseCode
 from api.graphql.types import (
     Action,
     Authorizer,
@@ -34,10 +34,10 @@ from api.graphql.types import (
     KeepAliveMessage,
     LegacyErrorMessage,
     OperationTable,
-    Send,
     Start,
     Stop,
 )
+from api.ws.actions import Close, Send
 
 logger = logging.getLogger(__name__)
 

@@ -20,17 +20,18 @@ from graphql import DocumentNode, ExecutionResult, GraphQLError, OperationType
 from starlette.websockets import WebSocket
 
 from api.auth import Auth, Principal
-from api.errors import CLOSE_CODE_EXPLANATIONS, Close, CloseCode, HeraldError, RateLimited
+from api.errors import CLOSE_CODE_EXPLANATIONS, CloseCode, HeraldError, RateLimited
 from api.graphql.legacy_ws import GraphQLWS
 from api.graphql.schema import Context
 from api.graphql.service import GraphQLService, errors_json, result_json, stream_key
 from api.graphql.shared import FellBehind, Membership
 from api.graphql.transport_ws import GraphQLTransportWS
-from api.graphql.types import Action, GraphQLWSMachine, Send, Start, Stop
+from api.graphql.types import Action, GraphQLWSMachine, Start, Stop
 from api.identity import Access, identify
 from api.limits import WriteLimits, writer_key
 from api.models import over_limit
 from api.settings import Settings
+from api.ws.actions import Close, Send
 from api.ws.connection import Connection
 from broker import Unavailable
 

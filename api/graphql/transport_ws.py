@@ -20,7 +20,7 @@ from typing import Any
 
 import orjson
 
-from api.errors import CLOSE_CODE_EXPLANATIONS, Close, CloseCode
+from api.errors import CLOSE_CODE_EXPLANATIONS, CloseCode
 from api.graphql.types import (
     Action,
     Authorizer,
@@ -28,10 +28,10 @@ from api.graphql.types import (
     ConnectionAckMessage,
     OperationTable,
     PongMessage,
-    Send,
     Start,
     Stop,
 )
+from api.ws.actions import Close, Send
 
 logger = logging.getLogger(__name__)
 

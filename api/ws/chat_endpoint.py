@@ -21,15 +21,8 @@ from api.identity import Access, identify
 from api.models import dumps, is_room, valid_since
 from api.origins import origin_policy
 from api.state import AppState
-from api.ws.chat_protocol import (
-    AskPresence,
-    ChatProtocol,
-    Publish,
-    Reply,
-    TokenBucket,
-    ack_frame,
-    error_frame,
-)
+from api.ws.actions import Send
+from api.ws.chat_protocol import AskPresence, ChatProtocol, Publish, TokenBucket, ack_frame, error_frame
 from api.ws.connection import Connection
 from broker import Event, OutcomeUnknown, Subscription, Unavailable, chat_channel
 
@@ -150,8 +143,8 @@ async def _receive_loop(websocket: WebSocket, conn: Connection, room: str, user:
         text = message.get("text")
         actions = protocol.receive(text) if text is not None else protocol.receive_bytes(message.get("bytes") or b"")
         for action in actions:
-            if isinstance(action, Reply):
-                conn.push(action.frame)
+            if isinstance(action, Send):
+                conn.push(action.text)
             elif isinstance(action, Publish):
                 await _publish(conn, room, user, action, state)
             elif isinstance(action, AskPresence):

@@ -9,7 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from api.errors import Close, CloseCode, ErrorCode
+from api.errors import CloseCode, ErrorCode
+from api.ws.actions import Close, Send
 from api.ws.chat_protocol import (
     NOT_JSON,
     PONG,
@@ -17,7 +18,6 @@ from api.ws.chat_protocol import (
     ChatAction,
     ChatProtocol,
     Publish,
-    Reply,
     TokenBucket,
 )
 
@@ -47,8 +47,8 @@ def p(clock: Clock) -> ChatProtocol:
 
 
 def error_of(actions: list[ChatAction]) -> dict[str, Any]:
-    assert len(actions) == 1 and isinstance(actions[0], Reply), actions
-    frame: dict[str, Any] = json.loads(actions[0].frame)
+    assert len(actions) == 1 and isinstance(actions[0], Send), actions
+    frame: dict[str, Any] = json.loads(actions[0].text)
     assert frame["type"] == "error" and set(frame) == {"type", "code", "detail"}, frame
     assert isinstance(frame["detail"], str) and frame["detail"]
     return frame
@@ -78,7 +78,7 @@ def test_a_message_keeps_unicode_and_whitespace_exactly(p: ChatProtocol) -> None
 
 def test_a_ping_is_answered_with_a_pong(p: ChatProtocol) -> None:
     assert p.receive('{"type":"ping"}') == [PONG]
-    assert json.loads(PONG.frame) == {"type": "pong"}
+    assert json.loads(PONG.text) == {"type": "pong"}
 
 
 def test_a_presence_request_asks_for_the_room_presence(p: ChatProtocol) -> None:
@@ -153,7 +153,7 @@ def test_bad_frames_do_not_use_up_the_rate_limit(clock: Clock) -> None:
 def test_no_text_frame_raises(text: str) -> None:
     actions = ChatProtocol(max_bytes=MAX_BYTES, bucket=TokenBucket(1000, 1000)).receive(text)
     assert len(actions) == 1
-    assert isinstance(actions[0], Reply | Publish | AskPresence)
+    assert isinstance(actions[0], Send | Publish | AskPresence)
 
 
 @given(st.binary(max_size=200))

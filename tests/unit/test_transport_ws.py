@@ -11,9 +11,10 @@ from gql.transport.websockets import WebsocketsTransport
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from api.errors import CLOSE_CODE_EXPLANATIONS, Close, CloseCode
+from api.errors import CLOSE_CODE_EXPLANATIONS, CloseCode
 from api.graphql.transport_ws import MAX_CLOSE_REASON_BYTES, GraphQLTransportWS
-from api.graphql.types import Action, Send, Start, Stop
+from api.graphql.types import Action, Start, Stop
+from api.ws.actions import Close, Send
 
 GOOD = {"token": "good"}
 SUB = "subscription { newBook { isbn } }"
