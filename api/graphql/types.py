@@ -2,7 +2,7 @@
 
 Both machines (``transport_ws.GraphQLTransportWS`` and ``legacy_ws.GraphQLWS``) are sans-I/O: they take one
 incoming text frame or one tick and return a list of actions, awaiting nothing. A runner executes the actions
-in order:
+in order (``Send`` and ``Close`` are shared with the chat machine, ``api.ws.actions``):
 
 - ``Send(text)``: send ``text`` as one text frame.
 - ``Close(code, reason)``: close the socket. The machine is finished afterwards and returns ``[]`` to everything;
