@@ -8,30 +8,35 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from fastapi import FastAPI, Request, WebSocket
+from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
-from starlette.types import Receive, Scope, Send
 
 from api import bodies, tracing
 from api.auth import Auth
-from api.errors import Conflict, HeraldError, RateLimited, Unavailable
+from api.books import Books
+from api.chat import Chat
+from api.errors import HeraldError, RateLimited, ServiceUnavailable
 from api.graphql import http as graphql_http
 from api.graphql.endpoint import graphql_socket
 from api.graphql.service import GraphQLService
 from api.limits import WriteLimits
-from api.metrics import Sources
+from api.metrics import Metrics, Sources
 from api.origins import origin_policy
 from api.presence import RoomPresence
-from api.routes import books, chat, docs, ops
+from api.routes import books as book_routes
+from api.routes import chat as chat_routes
+from api.routes import docs, ops
 from api.settings import Settings
 from api.sse import chat as sse_chat
 from api.sse import graphql as sse_graphql
+from api.sse.registry import SseStreams
 from api.state import AppState
 from api.ws.chat_endpoint import chat_socket
+from api.ws.dispatch import HeraldApp, SocketRoutes
 from api.ws.registry import Connections
-from broker import BrokerOptions, Duplicate, OutcomeUnknown, open_broker
+from broker import BrokerOptions, OutcomeUnknown, open_broker
 from broker import Unavailable as BrokerUnavailable
 
 log = logging.getLogger("herald")
@@ -57,50 +62,31 @@ def build_state(settings: Settings, traces: tracing.Tracing | None = None) -> Ap
     )
     if traces is not None:
         broker = traces.broker(broker)
-    state = AppState(
+    metrics = Metrics()
+    books = Books(broker, metrics)
+    chat = Chat(broker, metrics, max_message_bytes=settings.max_message_bytes)
+    graphql = GraphQLService(settings, broker, metrics.counts, books=books, chat=chat)
+    connections = Connections(settings.max_connections)
+    metrics.sources = Sources(
+        connections=connections.count,
+        reconnects=lambda: broker.stats().reconnects,
+        channels=lambda: broker.stats().channels,
+        graphql_subscriptions=graphql.subscriptions,
+        graphql_shared_streams=graphql.shared_streams,
+    )
+    return AppState(
         settings=settings,
         broker=broker,
         auth=Auth(settings.jwt_secret),
-        connections=Connections(settings.max_connections),
+        connections=connections,
         presence=RoomPresence(broker),
         write_limits=WriteLimits(settings.http_rate_limit, settings.http_rate_burst),
+        metrics=metrics,
+        sse=SseStreams(),
+        books=books,
+        chat=chat,
+        graphql=graphql,
     )
-    state.metrics.sources = Sources(
-        connections=state.connections.count,
-        reconnects=lambda: broker.stats().reconnects,
-        channels=lambda: broker.stats().channels,
-        graphql_subscriptions=lambda: state.graphql.subscriptions() if state.graphql else 0,
-        graphql_shared_streams=lambda: state.graphql.shared_streams() if state.graphql else 0,
-    )
-    state.graphql = GraphQLService(state)
-    return state
-
-
-class HeraldApp(FastAPI):
-    """FastAPI, with WebSockets dispatched straight to their handlers.
-
-    A socket lives for hours and keeps its handler's whole call chain alive: through
-    the middleware stack that is a dozen coroutine frames per connection, for HTTP
-    concerns (body limits, exception pages) a WebSocket handler does not use. The
-    routes stay registered, so OpenAPI, tests and other servers see them as usual.
-    """
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "websocket":
-            path: str = scope["path"]
-            if path.startswith(CHAT_PREFIX) and "/" not in path[len(CHAT_PREFIX) :]:
-                scope["app"] = self
-                await chat_socket(WebSocket(scope, receive, send), path[len(CHAT_PREFIX) :])
-                return
-            if path == GRAPHQL_PATH:
-                scope["app"] = self
-                await graphql_socket(WebSocket(scope, receive, send))
-                return
-        await super().__call__(scope, receive, send)
-
-
-CHAT_PREFIX = "/ws/chat/"
-GRAPHQL_PATH = "/graphql"
 
 
 def create_app(settings: Settings | None = None, traces: tracing.Tracing | None = None) -> FastAPI:
@@ -134,6 +120,7 @@ def create_app(settings: Settings | None = None, traces: tracing.Tracing | None 
             log.info("replica %s stopped", settings.replica_id)
 
     app = HeraldApp(
+        sockets=SocketRoutes(chat=chat_socket, graphql=graphql_socket),
         title="Herald",
         summary="Horizontally scaled real-time pub/sub: chat rooms and GraphQL subscriptions over Redis",
         version="0.1.0",
@@ -142,11 +129,9 @@ def create_app(settings: Settings | None = None, traces: tracing.Tracing | None 
         redoc_url=None,  # ReDoc loads its logo from a CDN: not served
     )
     app.include_router(ops.router)
-    app.include_router(chat.router)
-    app.add_api_websocket_route(CHAT_PREFIX + "{room}", chat_socket)
-    app.include_router(books.router)
+    app.include_router(chat_routes.router)
+    app.include_router(book_routes.router)
     app.include_router(graphql_http.router)
-    app.add_api_websocket_route(GRAPHQL_PATH, graphql_socket)
     app.include_router(sse_chat.router)
     app.include_router(sse_graphql.router)
     _add_error_handlers(app)
@@ -177,11 +162,7 @@ def _add_error_handlers(app: FastAPI) -> None:
     async def unavailable(request: Request, exc: BrokerUnavailable) -> JSONResponse:
         # OutcomeUnknown says so: a client told "nothing was published" would retry and duplicate
         detail = str(exc) if isinstance(exc, OutcomeUnknown) else "redis is unavailable; nothing was published"
-        return await herald_error(request, Unavailable(detail))
-
-    @app.exception_handler(Duplicate)
-    async def duplicate(request: Request, exc: Duplicate) -> JSONResponse:
-        return await herald_error(request, Conflict(str(exc)))
+        return await herald_error(request, ServiceUnavailable(detail))
 
 
 def _add_web_page(app: FastAPI) -> None:

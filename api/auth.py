@@ -42,9 +42,6 @@ class Principal:
         if not self.may_use(room):
             raise Forbidden(f"token does not allow room {shown(room)}")
 
-    def expired(self, now: float | None = None) -> bool:
-        return self.expires_at is not None and (now or time.time()) >= self.expires_at
-
 
 class Auth:
     def __init__(self, secret: str | None) -> None:
@@ -84,16 +81,6 @@ class Auth:
         if self.secret is None:
             return Principal(user=clean_user(display_name or "")[:64] or ANONYMOUS)
         return self.verify(token)
-
-    def from_init_payload(self, payload: Mapping[str, Any] | None, fallback: str | None) -> Principal:
-        """GraphQL ``connection_init``: ``{"token": T}`` or ``{"authorization": "Bearer T"}``, else ``fallback``."""
-        token = fallback
-        if payload:
-            if isinstance(payload.get("token"), str):
-                token = payload["token"]
-            elif isinstance(payload.get("authorization") or payload.get("Authorization"), str):
-                token = bearer(payload.get("authorization") or payload.get("Authorization"))
-        return self.principal(token)
 
 
 def principal_from_claims(claims: Mapping[str, Any]) -> Principal:

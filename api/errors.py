@@ -14,7 +14,7 @@ WebSocket helper)::
     ├── Conflict        -> 409
     ├── PayloadTooLarge -> 413
     ├── RateLimited     -> 429 with Retry-After / error frame "rate_limited"
-    └── Unavailable     -> 503 / error frame "unavailable"   (broker.Unavailable is re-raised as this)
+    └── ServiceUnavailable -> 503 / error frame "unavailable" (broker.Unavailable is re-raised as this)
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ class CloseCode(IntEnum):
     """WebSocket close codes (RFC 6455 plus the graphql-ws 44xx range)."""
 
     NORMAL = 1000
-    GOING_AWAY = 1001
     POLICY_VIOLATION = 1008
     MESSAGE_TOO_BIG = 1009
     INTERNAL_ERROR = 1011
@@ -47,7 +46,6 @@ class CloseCode(IntEnum):
 
 CLOSE_CODE_EXPLANATIONS: dict[CloseCode, str] = {
     CloseCode.NORMAL: "normal closure",
-    CloseCode.GOING_AWAY: "going away",
     CloseCode.POLICY_VIOLATION: "token expired or not allowed",
     CloseCode.MESSAGE_TOO_BIG: "frame larger than HERALD_MAX_MESSAGE_BYTES",
     CloseCode.INTERNAL_ERROR: "internal error",
@@ -122,7 +120,7 @@ class RateLimited(HeraldError):
         self.retry_after = retry_after
 
 
-class Unavailable(HeraldError):
+class ServiceUnavailable(HeraldError):
     status_code = 503
     error_code = ErrorCode.UNAVAILABLE
 

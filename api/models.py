@@ -9,6 +9,9 @@ from typing import Annotated, Any
 import orjson
 from pydantic import BaseModel, Field, StringConstraints
 
+from api.errors import BadRequest, shown
+from broker import is_offset
+
 ROOM_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
 _ROOM = re.compile(ROOM_PATTERN)
 
@@ -17,6 +20,19 @@ Room = Annotated[str, StringConstraints(pattern=ROOM_PATTERN)]
 
 def is_room(name: str) -> bool:
     return _ROOM.fullmatch(name) is not None
+
+
+def over_limit(text: str, limit: int) -> bool:
+    """``text`` is more than ``limit`` bytes of UTF-8 (the rule of HERALD_MAX_MESSAGE_BYTES, for frames and
+    bodies alike); encoded only when its length could be over (at most 4 bytes a character)."""
+    return len(text) * 4 > limit and len(text.encode()) > limit
+
+
+def valid_since(since: str | None) -> str | None:
+    """``since`` as given; ``BadRequest`` when it is not an offset."""
+    if since is not None and not is_offset(since):
+        raise BadRequest(f"since is not an offset: {shown(since)}")
+    return since
 
 
 def dumps(value: Any) -> str:

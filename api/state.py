@@ -1,11 +1,15 @@
-"""What one running app holds: built by the lifespan, reached through ``api.deps``."""
+"""What one running app holds: built by the lifespan (``api.app.build_state``), reached through ``api.deps``
+by the HTTP routes and through ``websocket.app.state.herald`` by the socket endpoints. The services in it
+take only what they use, never the whole state."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 from api.auth import Auth
+from api.books import Books
+from api.chat import Chat
+from api.graphql.service import GraphQLService
 from api.limits import WriteLimits
 from api.metrics import Metrics
 from api.presence import RoomPresence
@@ -24,8 +28,9 @@ class AppState:
     presence: RoomPresence
     #: REST writes and GraphQL mutations, per writer (SPEC §12)
     write_limits: WriteLimits
-    metrics: Metrics = field(default_factory=Metrics)
+    metrics: Metrics
     #: open server-sent event streams (api.sse)
-    sse: SseStreams = field(default_factory=SseStreams)
-    #: GraphQL subscription manager (api.graphql), set by the app factory
-    graphql: Any = None
+    sse: SseStreams
+    books: Books
+    chat: Chat
+    graphql: GraphQLService

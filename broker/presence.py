@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from importlib import resources
 from typing import Any
 
@@ -33,8 +34,17 @@ def _text(value: Any) -> str:
 
 
 class Presence:
-    def __init__(self, client: redis.Redis, prefix: str, replica_id: str, ttl_s: float = 30.0) -> None:
+    def __init__(
+        self,
+        client: redis.Redis,
+        prefix: str,
+        replica_id: str,
+        ttl_s: float = 30.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self._prefix = prefix
+        #: epoch seconds; expiries are compared in Redis against this replica's clock (a test passes its own)
+        self._clock = clock
         self._replica = replica_id
         self.ttl_s = ttl_s
         self._script = client.register_script(resources.files("broker").joinpath("lua/presence.lua").read_text())
@@ -48,7 +58,7 @@ class Presence:
 
     async def _call(self, channel: str, *args: Any) -> list[str]:
         keys = ChannelKeys.of(self._prefix, channel)
-        now_ms = int(time.time() * 1000)
+        now_ms = int(self._clock() * 1000)
         try:
             reply = await self._script(keys=[keys.presence, keys.presence + ":lex"], args=[args[0], now_ms, *args[1:]])
         except (RedisError, OSError) as exc:
@@ -56,7 +66,7 @@ class Presence:
         return [_text(item) for item in reply]
 
     def _expiry_ms(self) -> int:
-        return int((time.time() + self.ttl_s) * 1000)
+        return int((self._clock() + self.ttl_s) * 1000)
 
     @staticmethod
     def _change(reply: list[str]) -> PresenceChange:

@@ -1,9 +1,15 @@
 """Shared fixtures.
 
-Layers: unit tests use fakeredis (``memory://``) through an in-process app;
-integration and e2e tests use a private ``redis-server`` started here on a free
-loopback port (skipped without the binary, failed instead when CI sets
-HERALD_REQUIRE_SERVICES=1) and real ``herald serve`` processes.
+Layers (``tests/unit/test_layers.py`` keeps files in theirs):
+
+- ``tests/unit``: in-process, nothing real but the code: sans-I/O machines, pure
+  functions, and the app through ``TestClient`` on fakeredis (``memory://``).
+- ``tests/integration``: in-process against a real peer: a private
+  ``redis-server`` started here on a free loopback port (skipped without the
+  binary, failed instead when CI sets HERALD_REQUIRE_SERVICES=1), or uvicorn
+  serving the app in the test's own event loop.
+- ``tests/e2e``: real ``herald serve`` processes (and nginx, chromium); marked
+  ``e2e`` here, so ``pytest -m "not e2e"`` runs everything in-process.
 """
 
 from __future__ import annotations
@@ -24,6 +30,13 @@ from tests.helpers.servers import Herald, RedisServer
 MS = 0.001
 
 _replicas = itertools.count(1)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    e2e = Path(__file__).parent / "e2e"
+    for item in items:
+        if e2e in item.path.parents:
+            item.add_marker(pytest.mark.e2e)
 
 
 @pytest.fixture

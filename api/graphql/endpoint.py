@@ -44,10 +44,18 @@ async def graphql_socket(websocket: WebSocket) -> None:
         websocket, endpoint="graphql", user="", queue_size=state.settings.send_queue, counts=state.metrics.counts
     )
     state.connections.add(conn)
-    session = Session(websocket, conn, state, legacy=protocol == GRAPHQL_WS_PROTOCOL)
+    session = Session(
+        websocket,
+        conn,
+        service=state.graphql,
+        auth=state.auth,
+        write_limits=state.write_limits,
+        settings=state.settings,
+        legacy=protocol == GRAPHQL_WS_PROTOCOL,
+    )
     try:
         await session.serve()
     finally:
         state.connections.discard(conn)
         await session.end()
-        await conn.stop_writer()
+        await conn.end()

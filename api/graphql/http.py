@@ -32,11 +32,9 @@ from fastapi.responses import HTMLResponse
 from graphql import GraphQLError, OperationType
 from graphql.execution.values import get_variable_values
 
-from api.auth import Principal, token_from
 from api.errors import RateLimited, Unauthorized
 from api.graphql.graphiql import PAGE
-from api.graphql.schema import Context
-from api.graphql.service import GraphQLService
+from api.identity import Access, identify
 from api.limits import writer_key
 from api.state import AppState
 from broker import Unavailable
@@ -173,7 +171,7 @@ async def _run(
     if operation_name is not None and not isinstance(operation_name, str):
         return _refuse(status.HTTP_400_BAD_REQUEST, "'operationName' must be a string.", media)
     state: AppState = request.app.state.herald
-    service: GraphQLService = state.graphql
+    service = state.graphql
     prepared = service.prepare(query)
     operation = prepared.operation(operation_name)
     kind = operation.operation if operation is not None else None
@@ -186,7 +184,8 @@ async def _run(
             {"Allow": "POST"},
         )
     try:
-        principal = _principal(request, state, write=kind is OperationType.MUTATION)
+        access = Access.WRITE if kind is OperationType.MUTATION else Access.READ
+        principal = identify(state.auth, access, request.query_params, request.headers)
     except Unauthorized as exc:
         return _refuse(status.HTTP_401_UNAUTHORIZED, exc.detail, media, {"WWW-Authenticate": "Bearer"})
     if kind is OperationType.MUTATION and principal is not None:
@@ -207,7 +206,7 @@ async def _run(
     coerced = get_variable_values(service.schema, operation.variable_definitions, variables or {}, max_errors=50)
     if isinstance(coerced, list):
         return _errors(refused, [error.formatted for error in coerced], media)
-    result = await service.execute(prepared.document, variables, operation_name, Context(state, principal))
+    result = await service.execute(prepared.document, variables, operation_name, service.context(principal))
     unavailable = kind is OperationType.MUTATION and any(map(_is_unavailable, result.errors or ()))
     formatted = result.formatted
     if formatted.get("errors"):
@@ -217,19 +216,6 @@ async def _run(
         status_code=status.HTTP_503_SERVICE_UNAVAILABLE if unavailable else status.HTTP_200_OK,
         media_type=media,
     )
-
-
-def _principal(request: Request, state: AppState, *, write: bool) -> Principal | None:
-    """Who is asking: anonymous when auth is off; a verified token's principal; None for an open read."""
-    auth = state.auth
-    if not auth.enabled:
-        return auth.principal(None)
-    token = token_from(request.query_params, request.headers)
-    if token is None:
-        if write:
-            raise Unauthorized("a bearer token is required to write")
-        return None
-    return auth.verify(token)
 
 
 def _is_unavailable(error: GraphQLError) -> bool:

@@ -28,17 +28,16 @@ from api.errors import CLOSE_CODE_EXPLANATIONS, CloseCode
 from api.graphql.types import (
     Action,
     Authorizer,
-    Close,
     CompleteMessage,
     ConnectionAckMessage,
     ConnectionErrorMessage,
     KeepAliveMessage,
     LegacyErrorMessage,
     OperationTable,
-    Send,
     Start,
     Stop,
 )
+from api.ws.actions import Close, Send
 
 logger = logging.getLogger(__name__)
 

@@ -1,6 +1,7 @@
 """The graphene schema of SPEC §5: names are the contract, so fields are spelled as the SDL spells them.
 
-Queries and mutations reach Redis only through ``broker`` (via the same helpers the REST routes use).
+Queries and mutations go through the services the REST routes and the chat socket use (``api.books``,
+``api.chat``), handed to the resolvers in the ``Context``.
 Subscription fields do not produce async generators: ``subscribe_*`` validates the arguments and returns a
 ``Source`` naming the channel and ``since``; ``api.graphql.shared`` feeds it from the broker and executes the
 document once per event with the event as root value (``resolve_*`` is graphene's identity resolver).
@@ -17,21 +18,21 @@ import orjson
 from pydantic import ValidationError
 
 from api.auth import Principal
+from api.books import Books
+from api.chat import Chat
 from api.errors import BadRequest, Unauthorized, shown
-from api.messages import publish_chat
-from api.models import ROOM_PATTERN, BookIn, is_room
-from api.routes import books as book_store
-from api.state import AppState
+from api.models import ROOM_PATTERN, BookIn, is_room, valid_since
 from api.ws.chat_protocol import MAX_KEY_CHARS
-from broker import BOOKS_CHANNEL, Event, chat_channel, is_offset
+from broker import BOOKS_CHANNEL, Event, chat_channel
 
 MAX_LIMIT = 1000
 
 
 @dataclass(slots=True)
 class Context:
-    state: AppState
-    #: None: an anonymous HTTP reader (book reads are open; chat reads need a principal when auth is on)
+    books: Books
+    chat: Chat
+    #: None: an HTTP reader without a token while auth is on (book reads are open; chat reads are refused)
     principal: Principal | None = None
 
     def writer(self) -> Principal:
@@ -43,10 +44,9 @@ class Context:
         """The chat channel of ``room``, after checking its name and the token's ``channels`` claim."""
         if not is_room(room):
             raise BadRequest(f"invalid room name {shown(room)}: it must match {ROOM_PATTERN}")
-        if self.principal is not None:
-            self.principal.check_room(room)
-        elif self.state.auth.enabled:
+        if self.principal is None:  # only an HTTP reader without a token while auth is on (api.identity)
             raise Unauthorized("a bearer token is required to read a chat room")
+        self.principal.check_room(room)
         return chat_channel(room)
 
 
@@ -83,12 +83,6 @@ def _limit(limit: int) -> int:
     return limit
 
 
-def _since(since: str | None) -> str | None:
-    if since is not None and not is_offset(since):
-        raise BadRequest(f"since is not an offset: {shown(since)}")
-    return since
-
-
 class Book(graphene.ObjectType):  # type: ignore[misc]
     isbn = graphene.String(required=True)
     title = graphene.String(required=True)
@@ -116,17 +110,18 @@ class Query(graphene.ObjectType):  # type: ignore[misc]
 
     @staticmethod
     async def resolve_book(root: None, info: graphene.ResolveInfo, isbn: str) -> dict[str, Any] | None:
-        book = await book_store.get_book(info.context.state, isbn)
+        book = await info.context.books.get(isbn)
         return book.model_dump() if book is not None else None
 
     @staticmethod
     async def resolve_books(root: None, info: graphene.ResolveInfo, limit: int) -> list[dict[str, Any]]:
-        return [book.model_dump() for book in await book_store.list_books(info.context.state, _limit(limit))]
+        return [book.model_dump() for book in await info.context.books.newest(_limit(limit))]
 
     @staticmethod
     async def resolve_messages(root: None, info: graphene.ResolveInfo, room: str, limit: int) -> list[Any]:
         context: Context = info.context
-        events = await context.state.broker.history(context.channel(room), None, _limit(limit))
+        context.channel(room)  # refuses a bad room, or one outside the token's rooms
+        events = await context.chat.history(room, None, _limit(limit))
         return [message_root(event) for event in events]
 
 
@@ -153,7 +148,7 @@ class Mutation(graphene.ObjectType):  # type: ignore[misc]
         except ValidationError as exc:
             problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
             raise BadRequest(f"invalid book: {problems}") from None
-        stored = await book_store.add_book(context.state, book)
+        stored = await context.books.add(book)
         return stored.model_dump()
 
     @staticmethod
@@ -167,7 +162,7 @@ class Mutation(graphene.ObjectType):  # type: ignore[misc]
             raise BadRequest("text must not be empty")
         if key is not None and not 0 < len(key) <= MAX_KEY_CHARS:
             raise BadRequest(f"key must be 1 to {MAX_KEY_CHARS} characters")
-        published, payload = await publish_chat(context.state, room, user, text, key)
+        published, payload = await context.chat.publish(room, user, text, key)
         message: dict[str, Any] = orjson.loads(payload)
         message["id"] = published.offset
         return message
@@ -181,12 +176,12 @@ class Subscription(graphene.ObjectType):  # type: ignore[misc]
 
     @staticmethod
     def subscribe_newBook(root: None, info: graphene.ResolveInfo, since: str | None = None) -> Source:
-        return Source(BOOKS_CHANNEL, _since(since), book_root)
+        return Source(BOOKS_CHANNEL, valid_since(since), book_root)
 
     @staticmethod
     def subscribe_chatMessage(root: None, info: graphene.ResolveInfo, room: str, since: str | None = None) -> Source:
         context: Context = info.context
-        return Source(context.channel(room), _since(since), message_root)
+        return Source(context.channel(room), valid_since(since), message_root)
 
 
 def build_schema() -> graphene.Schema:

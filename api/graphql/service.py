@@ -1,4 +1,4 @@
-"""``state.graphql``: the schema, parsed and validated documents, execution, and the subscription streams.
+"""``AppState.graphql``: the schema, parsed and validated documents, execution, and the subscription streams.
 
 Both transports (``http.py`` and ``endpoint.py``) go through here, so a document is parsed and validated
 (standard rules plus Herald's size limits) once per replica, whatever the number of clients sending it.
@@ -28,10 +28,15 @@ from graphql import (
     validate,
 )
 
+from api.auth import Principal
+from api.books import Books
+from api.chat import Chat
 from api.graphql.schema import Context, Source, build_schema
 from api.graphql.shared import Deliver, Key, Membership, Run, Streams
 from api.graphql.validation import limit_errors
-from api.state import AppState
+from api.metrics import Counts
+from api.settings import Settings
+from broker import Broker
 
 log = logging.getLogger(__name__)
 
@@ -71,13 +76,18 @@ def result_json(result: ExecutionResult) -> str:
 
 
 class GraphQLService:
-    def __init__(self, state: AppState) -> None:
-        self.state = state
+    def __init__(self, settings: Settings, broker: Broker, counts: Counts, *, books: Books, chat: Chat) -> None:
         self.schema = build_schema().graphql_schema
-        settings = state.settings
         self.max_depth, self.max_fields = settings.graphql_max_depth, settings.graphql_max_fields
         self._documents: OrderedDict[str, Prepared] = OrderedDict()
-        self.streams = Streams(state.broker)
+        self.streams = Streams(broker)
+        self._counts = counts
+        self._books = books
+        self._chat = chat
+
+    def context(self, principal: Principal | None) -> Context:
+        """What the resolvers of one request or socket see."""
+        return Context(self._books, self._chat, principal)
 
     # -- the /metrics gauges --------------------------------------------------------------------------------
 
@@ -135,7 +145,7 @@ class GraphQLService:
         self, document: DocumentNode, variables: dict[str, Any] | None, operation_name: str | None, context: Context
     ) -> Run:
         """One execution of the subscription's selection for one event, as result JSON; counted."""
-        counts = self.state.metrics.counts
+        counts = self._counts
 
         def run(root: Any) -> str:
             counts.graphql_executions += 1

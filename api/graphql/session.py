@@ -13,23 +13,25 @@ import asyncio
 import contextlib
 import logging
 import math
-import time
 from dataclasses import dataclass
 from typing import Any
 
 from graphql import DocumentNode, ExecutionResult, GraphQLError, OperationType
 from starlette.websockets import WebSocket
 
-from api.auth import Principal, token_from
+from api.auth import Auth, Principal
 from api.errors import CLOSE_CODE_EXPLANATIONS, CloseCode, HeraldError, RateLimited
 from api.graphql.legacy_ws import GraphQLWS
 from api.graphql.schema import Context
 from api.graphql.service import GraphQLService, errors_json, result_json, stream_key
 from api.graphql.shared import FellBehind, Membership
 from api.graphql.transport_ws import GraphQLTransportWS
-from api.graphql.types import Action, Close, GraphQLWSMachine, Send, Start, Stop
-from api.limits import writer_key
-from api.state import AppState
+from api.graphql.types import Action, GraphQLWSMachine, Start, Stop
+from api.identity import Access, identify
+from api.limits import WriteLimits, writer_key
+from api.models import over_limit
+from api.settings import Settings
+from api.ws.actions import Close, Send
 from api.ws.connection import Connection
 from broker import Unavailable
 
@@ -53,36 +55,37 @@ class Operation:
 
 
 class Session:
-    def __init__(self, websocket: WebSocket, conn: Connection, state: AppState, *, legacy: bool) -> None:
+    def __init__(
+        self,
+        websocket: WebSocket,
+        conn: Connection,
+        *,
+        service: GraphQLService,
+        auth: Auth,
+        write_limits: WriteLimits,
+        settings: Settings,
+        legacy: bool,
+    ) -> None:
         self.websocket = websocket
         self.conn = conn
-        self.state = state
-        self.service: GraphQLService = state.graphql
+        self.service = service
+        self.auth = auth
+        self.write_limits = write_limits
+        self.settings = settings
         self.legacy = legacy
         self.machine: GraphQLWSMachine = (GraphQLWS if legacy else GraphQLTransportWS)(self._authorize)
         self.principal: Principal | None = None
         self.ops: dict[str, Operation] = {}
-        self._expiry: asyncio.TimerHandle | None = None
 
     def _authorize(self, payload: dict[str, Any] | None) -> Principal | None:
-        auth, query = self.state.auth, self.websocket.query_params
-        if auth.enabled:
-            try:
-                principal = auth.from_init_payload(payload, token_from(query, self.websocket.headers))
-            except HeraldError:
-                return None
-        else:
-            name = payload.get("user") if payload else None
-            principal = auth.principal(None, name if isinstance(name, str) else query.get("user"))
+        websocket = self.websocket
+        try:
+            principal = identify(self.auth, Access.SOCKET, websocket.query_params, websocket.headers, payload)
+        except HeraldError:
+            return None
+        assert principal is not None  # a socket always has one
         self.principal, self.conn.user = principal, principal.user
-        if principal.expires_at is not None:
-            loop = asyncio.get_running_loop()
-            self._expiry = loop.call_at(
-                loop.time() + max(0.0, principal.expires_at - time.time()),
-                self.conn.close_soon,
-                CloseCode.GQL_FORBIDDEN,
-                "token expired",
-            )
+        self.conn.expire_at(principal.expires_at, CloseCode.GQL_FORBIDDEN)
         return principal
 
     # -- the socket ------------------------------------------------------------------------------------------
@@ -97,7 +100,7 @@ class Session:
             await asyncio.wait([ticker])
 
     async def _receive_loop(self) -> None:
-        max_bytes = self.state.settings.max_message_bytes
+        max_bytes = self.settings.max_message_bytes
         while not self.conn.closed:
             try:
                 message = await self.conn.receive()
@@ -107,8 +110,11 @@ class Session:
                 return
             text = message.get("text")
             if text is None:  # graphql-ws reads a binary frame as its text too
-                text = (message.get("bytes") or b"").decode("utf-8", "replace")
-            if len(text) > max_bytes:  # uvicorn enforces the exact byte limit (1009); this is a backstop
+                data = message.get("bytes") or b""
+                too_big, text = len(data) > max_bytes, data.decode("utf-8", "replace")
+            else:
+                too_big = over_limit(text, max_bytes)
+            if too_big:  # uvicorn enforces the byte limit itself (1009); this is the backstop for other servers
                 await self.conn.close(CloseCode.MESSAGE_TOO_BIG, CLOSE_CODE_EXPLANATIONS[CloseCode.MESSAGE_TOO_BIG])
                 return
             try:
@@ -120,7 +126,7 @@ class Session:
 
     async def _tick(self) -> None:
         """The init timeout, then (legacy only) a ``ka`` every HERALD_GRAPHQL_KEEPALIVE_S."""
-        loop, settings = asyncio.get_running_loop(), self.state.settings
+        loop, settings = asyncio.get_running_loop(), self.settings
         init_at: float | None = loop.time() + settings.graphql_init_timeout_s
         every = settings.graphql_keepalive_s
         next_ka = loop.time() + every if self.legacy else math.inf
@@ -153,7 +159,7 @@ class Session:
             if isinstance(action, Send):
                 self.conn.push(action.text)
             elif isinstance(action, Start):
-                limit = self.state.settings.graphql_max_operations
+                limit = self.settings.graphql_max_operations
                 if len(self.ops) >= limit:
                     refusal = GraphQLError(
                         f"too many operations on this socket (HERALD_GRAPHQL_MAX_OPERATIONS={limit})"
@@ -178,8 +184,6 @@ class Session:
         self.conn.close_soon(code, CLOSE_CODE_EXPLANATIONS[code])
 
     async def end(self) -> None:
-        if self._expiry is not None:
-            self._expiry.cancel()
         self.machine.closed()
         ops, self.ops = list(self.ops.values()), {}
         for op in ops:
@@ -211,14 +215,14 @@ class Session:
             self._request_errors(start.op_id, errors)
             return
         operation = prepared.operation(start.operation_name)
-        context = Context(self.state, self.principal)
+        context = self.service.context(self.principal)
         if operation is not None and operation.operation is OperationType.SUBSCRIPTION:
             await self._subscription(op, start, prepared.document, context)
             return
         if operation is not None and operation.operation is OperationType.MUTATION and self.principal is not None:
             client = self.websocket.client.host if self.websocket.client else None
             try:
-                self.state.write_limits.take(writer_key(self.principal.user, client, self.state.auth.enabled))
+                self.write_limits.take(writer_key(self.principal.user, client, self.auth.enabled))
             except RateLimited as exc:  # an error result for this operation; the socket stays open
                 limited = ExecutionResult(None, [GraphQLError(exc.detail, extensions={"code": exc.error_code})])
                 self._send(self.machine.next(start.op_id, result_json(limited)))
@@ -250,7 +254,7 @@ class Session:
         def deliver(result: str) -> None:
             self._send(self.machine.next(op_id, result))
 
-        slow_close_s = self.state.settings.slow_close_s
+        slow_close_s = self.settings.slow_close_s
 
         async def replay(result: str) -> None:
             for action in self.machine.next(op_id, result):

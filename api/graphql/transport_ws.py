@@ -24,15 +24,14 @@ from api.errors import CLOSE_CODE_EXPLANATIONS, CloseCode
 from api.graphql.types import (
     Action,
     Authorizer,
-    Close,
     CompleteMessage,
     ConnectionAckMessage,
     OperationTable,
     PongMessage,
-    Send,
     Start,
     Stop,
 )
+from api.ws.actions import Close, Send
 
 logger = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 Both machines (``transport_ws.GraphQLTransportWS`` and ``legacy_ws.GraphQLWS``) are sans-I/O: they take one
 incoming text frame or one tick and return a list of actions, awaiting nothing. A runner executes the actions
-in order:
+in order (``Send`` and ``Close`` are shared with the chat machine, ``api.ws.actions``):
 
 - ``Send(text)``: send ``text`` as one text frame.
 - ``Close(code, reason)``: close the socket. The machine is finished afterwards and returns ``[]`` to everything;
@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, NotRequired, Protocol, TypedDict
 
-from api.errors import CloseCode
+from api.ws.actions import Close, Send
 
 GRAPHQL_TRANSPORT_WS_PROTOCOL = "graphql-transport-ws"
 GRAPHQL_WS_PROTOCOL = "graphql-ws"  # the legacy subscriptions-transport-ws protocol
@@ -29,17 +29,6 @@ SUBPROTOCOLS = (GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL)
 
 
 # --- actions -------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Send:
-    text: str
-
-
-@dataclass(frozen=True, slots=True)
-class Close:
-    code: CloseCode
-    reason: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,13 +96,6 @@ class OperationTable:
         self._finished = True
 
 
-class ConnectionInitMessage(TypedDict):
-    """Direction: Client -> Server."""
-
-    type: Literal["connection_init"]
-    payload: NotRequired[dict[str, Any] | None]
-
-
 class ConnectionAckMessage(TypedDict):
     """Direction: Server -> Client."""
 
@@ -128,21 +110,7 @@ class CompleteMessage(TypedDict):
     id: str
 
 
-class OperationPayload(TypedDict):
-    query: str
-    variables: NotRequired[dict[str, Any] | None]
-    operationName: NotRequired[str | None]
-    extensions: NotRequired[dict[str, Any] | None]  # graphql-transport-ws only; Herald ignores it
-
-
 # --- graphql-transport-ws ------------------------------------------------------------------------------------
-
-
-class PingMessage(TypedDict):
-    """Direction: bidirectional."""
-
-    type: Literal["ping"]
-    payload: NotRequired[dict[str, Any] | None]
 
 
 class PongMessage(TypedDict):
@@ -152,52 +120,7 @@ class PongMessage(TypedDict):
     payload: NotRequired[dict[str, Any] | None]
 
 
-class SubscribeMessage(TypedDict):
-    """Direction: Client -> Server."""
-
-    type: Literal["subscribe"]
-    id: str
-    payload: OperationPayload
-
-
-class NextMessage(TypedDict):
-    """Direction: Server -> Client. Payload is an ExecutionResult."""
-
-    type: Literal["next"]
-    id: str
-    payload: dict[str, Any]
-
-
-class ErrorMessage(TypedDict):
-    """Direction: Server -> Client. A list of GraphQL errors; no ``complete`` follows."""
-
-    type: Literal["error"]
-    id: str
-    payload: list[dict[str, Any]]
-
-
 # --- graphql-ws (legacy) -------------------------------------------------------------------------------------
-
-
-class StartMessage(TypedDict):
-    """Direction: Client -> Server."""
-
-    type: Literal["start"]
-    id: str
-    payload: OperationPayload
-
-
-class StopMessage(TypedDict):
-    """Direction: Client -> Server."""
-
-    type: Literal["stop"]
-    id: str
-
-
-class ConnectionTerminateMessage(TypedDict):
-    """Direction: Client -> Server."""
-
-    type: Literal["connection_terminate"]
 
 
 class ConnectionErrorMessage(TypedDict):
@@ -211,14 +134,6 @@ class KeepAliveMessage(TypedDict):
     """Direction: Server -> Client, right after ``connection_ack`` and then periodically."""
 
     type: Literal["ka"]
-
-
-class DataMessage(TypedDict):
-    """Direction: Server -> Client. Payload is an ExecutionResult."""
-
-    type: Literal["data"]
-    id: str
-    payload: dict[str, Any]
 
 
 class LegacyErrorMessage(TypedDict):

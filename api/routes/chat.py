@@ -1,4 +1,4 @@
-"""``/api/chat/{room}/messages``: publish over HTTP, read retained history."""
+"""``/api/chat/{room}/messages``: publish over HTTP, read retained history (``api.chat``)."""
 
 from __future__ import annotations
 
@@ -7,11 +7,8 @@ from typing import Annotated
 import orjson
 from fastapi import APIRouter, Path, Query, status
 
-from api.deps import BrokerDep, IdempotencyKey, ReaderDep, StateDep, WriterDep
-from api.errors import BadRequest, shown
-from api.messages import publish_chat
-from api.models import ROOM_PATTERN, ChatMessage, MessageAccepted, MessageIn
-from broker import chat_channel, is_offset
+from api.deps import ChatDep, IdempotencyKey, ReaderDep, WriterDep
+from api.models import ROOM_PATTERN, ChatMessage, MessageAccepted, MessageIn, valid_since
 
 router = APIRouter(prefix="/api/chat", tags=["chat"])
 
@@ -20,24 +17,22 @@ RoomPath = Annotated[str, Path(pattern=ROOM_PATTERN, description="room name")]
 
 @router.post("/{room}/messages", status_code=status.HTTP_202_ACCEPTED, response_model=MessageAccepted)
 async def post_message(
-    room: RoomPath, body: MessageIn, writer: WriterDep, state: StateDep, key: IdempotencyKey = None
+    room: RoomPath, body: MessageIn, writer: WriterDep, chat: ChatDep, key: IdempotencyKey = None
 ) -> MessageAccepted:
     writer.check_room(room)
-    published, _ = await publish_chat(state, room, writer.user, body.text, key)
+    published, _ = await chat.publish(room, writer.user, body.text, key)
     return MessageAccepted(id=published.offset)
 
 
 @router.get("/{room}/messages", response_model=list[ChatMessage])
 async def get_messages(
     room: RoomPath,
-    broker: BrokerDep,
+    chat: ChatDep,
     reader: ReaderDep,
     since: Annotated[str | None, Query(description="offset: the first `limit` events after it")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[ChatMessage]:
     if reader is not None:
         reader.check_room(room)
-    if since is not None and not is_offset(since):
-        raise BadRequest(f"since is not an offset: {shown(since)}")
-    events = await broker.history(chat_channel(room), since, limit)
+    events = await chat.history(room, valid_since(since), limit)
     return [ChatMessage(id=event.offset or "", **orjson.loads(event.data)) for event in events]

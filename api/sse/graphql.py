@@ -26,7 +26,7 @@ from starlette.responses import Response
 
 from api.auth import Principal, token_from
 from api.errors import CloseCode, HeraldError, RateLimited
-from api.graphql.schema import Context, Source
+from api.graphql.schema import Source
 from api.graphql.service import GraphQLService, result_json, stream_key
 from api.graphql.shared import FellBehind, Key, Run
 from api.limits import writer_key
@@ -182,7 +182,7 @@ async def _operation(
     errors = prepared.errors or prepared.operation_errors(operation_name)
     if errors or prepared.document is None:
         return _done(orjson.dumps({"errors": [error.formatted for error in errors]}).decode())
-    context = Context(state, principal)
+    context = service.context(principal)
     if kind is not OperationType.SUBSCRIPTION:
         return _done(result_json(await service.execute(prepared.document, variables, operation_name, context)))
     source = await service.source(prepared.document, variables, operation_name, context)

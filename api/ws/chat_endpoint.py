@@ -9,32 +9,22 @@ A gap (stored events this client can no longer get) closes the socket with
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
 from collections.abc import Callable
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from api.auth import Principal, token_from
+from api.auth import Principal
 from api.chat_feed import GAP_REASON, chat_frame, frame_user, send_backlog, welcome
 from api.errors import CloseCode, ErrorCode, HeraldError
-from api.messages import publish_chat
-from api.models import dumps, is_room
+from api.identity import Access, identify
+from api.models import dumps, is_room, valid_since
 from api.origins import origin_policy
 from api.state import AppState
-from api.ws.chat_protocol import (
-    AskPresence,
-    ChatProtocol,
-    Close,
-    Publish,
-    Reply,
-    TokenBucket,
-    ack_frame,
-    error_frame,
-)
+from api.ws.actions import Send
+from api.ws.chat_protocol import AskPresence, ChatProtocol, Publish, TokenBucket, ack_frame, error_frame
 from api.ws.connection import Connection
-from broker import Event, OutcomeUnknown, Subscription, Unavailable, chat_channel, is_offset
+from broker import Event, OutcomeUnknown, Subscription, Unavailable, chat_channel
 
 log = logging.getLogger(__name__)
 
@@ -44,20 +34,18 @@ def _refuse_reason(websocket: WebSocket, room: str, state: AppState) -> tuple[Pr
         return None, "origin not allowed"
     if not is_room(room):
         return None, "invalid room name"
-    since = websocket.query_params.get("since")
-    if since is not None and not is_offset(since):
-        return None, "since is not an offset"
     try:
-        principal = state.auth.principal(
-            token_from(websocket.query_params, websocket.headers), websocket.query_params.get("user")
-        )
+        valid_since(websocket.query_params.get("since"))
+        principal = identify(state.auth, Access.SOCKET, websocket.query_params, websocket.headers)
+        assert principal is not None  # a socket always has one
         principal.check_room(room)
     except HeraldError as exc:
         return None, exc.detail
     return principal, ""
 
 
-async def chat_socket(websocket: WebSocket, room: str) -> None:
+async def chat_socket(websocket: WebSocket) -> None:
+    room: str = websocket.path_params["room"]
     state: AppState = websocket.app.state.herald
     settings = state.settings
     principal, reason = _refuse_reason(websocket, room, state)
@@ -77,7 +65,7 @@ async def chat_socket(websocket: WebSocket, room: str) -> None:
         await _serve(websocket, conn, room, principal, state)
     finally:
         state.connections.discard(conn)
-        await conn.stop_writer()
+        await conn.end()
 
 
 async def _serve(websocket: WebSocket, conn: Connection, room: str, principal: Principal, state: AppState) -> None:
@@ -106,7 +94,6 @@ async def _serve(websocket: WebSocket, conn: Connection, room: str, principal: P
     except Unavailable:
         await conn.close(CloseCode.TRY_AGAIN_LATER, "redis is unavailable; retry with since")
         return
-    expiry: asyncio.TimerHandle | None = None
     try:
         try:
             if not await _welcome(conn, subscription, room, user, since, frame, state):
@@ -118,13 +105,7 @@ async def _serve(websocket: WebSocket, conn: Connection, room: str, principal: P
             await conn.close(CloseCode.TRY_AGAIN_LATER, "redis is unavailable; retry with since")
             return
         conn.start_writer()
-        if principal.expires_at is not None:
-            expiry = asyncio.get_running_loop().call_at(
-                asyncio.get_running_loop().time() + max(0.0, principal.expires_at - time.time()),
-                conn.close_soon,
-                CloseCode.POLICY_VIOLATION,
-                "token expired",
-            )
+        conn.expire_at(principal.expires_at, CloseCode.POLICY_VIOLATION)
         await state.presence.enter(room, user, conn.id)
         try:
             await _receive_loop(websocket, conn, room, user, state)
@@ -133,8 +114,6 @@ async def _serve(websocket: WebSocket, conn: Connection, room: str, principal: P
     except (WebSocketDisconnect, OSError, RuntimeError):
         pass
     finally:
-        if expiry is not None:
-            expiry.cancel()
         await subscription.close()
 
 
@@ -164,13 +143,13 @@ async def _receive_loop(websocket: WebSocket, conn: Connection, room: str, user:
         text = message.get("text")
         actions = protocol.receive(text) if text is not None else protocol.receive_bytes(message.get("bytes") or b"")
         for action in actions:
-            if isinstance(action, Reply):
-                conn.push(action.frame)
+            if isinstance(action, Send):
+                conn.push(action.text)
             elif isinstance(action, Publish):
                 await _publish(conn, room, user, action, state)
             elif isinstance(action, AskPresence):
                 await _presence(conn, room, state)
-            elif isinstance(action, Close):
+            else:
                 await conn.close(action.code, action.reason)
                 return
         state.metrics.counts.rate_limited += protocol.rate_limited
@@ -179,7 +158,7 @@ async def _receive_loop(websocket: WebSocket, conn: Connection, room: str, user:
 
 async def _publish(conn: Connection, room: str, user: str, action: Publish, state: AppState) -> None:
     try:
-        published, _ = await publish_chat(state, room, user, action.text, action.key)
+        published, _ = await state.chat.publish(room, user, action.text, action.key)
     except OutcomeUnknown as exc:
         conn.push(error_frame(ErrorCode.UNAVAILABLE, str(exc)))
         return

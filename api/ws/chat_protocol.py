@@ -1,7 +1,7 @@
 """The chat protocol as a sans-I/O machine: a frame (or a tick) in, actions out.
 
 It awaits nothing and touches no socket, so every rule of SPEC §4 is a plain
-unit test: ``assert ChatProtocol(...).receive('nope') == [Reply(error...)]``.
+unit test: ``assert ChatProtocol(...).receive('nope') == [Send(error...)]``.
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
 from api.errors import CloseCode, ErrorCode
-from api.models import dumps
+from api.models import dumps, over_limit
+from api.ws.actions import Close, Send
 
 NOT_JSON = "仅支持JSON格式 (only JSON text frames are supported)"
 
@@ -47,13 +48,6 @@ _ClientFrame = TypeAdapter(Annotated[_MessageFrame | _PingFrame | _PresenceFrame
 
 
 @dataclass(frozen=True, slots=True)
-class Reply:
-    """Send this frame to this client only."""
-
-    frame: str
-
-
-@dataclass(frozen=True, slots=True)
 class Publish:
     """Publish a chat message with this text to the room (every replica); acknowledge ``key`` if given."""
 
@@ -66,15 +60,9 @@ class AskPresence:
     """Answer with the room's cluster-wide presence list."""
 
 
-@dataclass(frozen=True, slots=True)
-class Close:
-    code: CloseCode
-    reason: str
+ChatAction = Send | Publish | AskPresence | Close
 
-
-ChatAction = Reply | Publish | AskPresence | Close
-
-PONG = Reply(dumps({"type": "pong"}))
+PONG = Send(dumps({"type": "pong"}))
 
 
 def error_frame(code: ErrorCode, detail: str) -> str:
@@ -111,18 +99,18 @@ class ChatProtocol:
 
     def receive(self, text: str) -> list[ChatAction]:
         # Backstop for servers that do not enforce ws_max_size themselves (wsproto, TestClient).
-        if len(text) * 4 > self.max_bytes and len(text.encode()) > self.max_bytes:
+        if over_limit(text, self.max_bytes):
             return [Close(CloseCode.MESSAGE_TOO_BIG, "frame too large")]
         try:
             frame = _ClientFrame.validate_json(text)
         except ValidationError as exc:
-            return [Reply(error_frame(ErrorCode.BAD_REQUEST, _explain(exc)))]
+            return [Send(error_frame(ErrorCode.BAD_REQUEST, _explain(exc)))]
         if isinstance(frame, _PingFrame):
             return [PONG]
         # messages and presence requests both cost Redis work: both count toward HERALD_RATE_LIMIT
         if not self.bucket.take():
             self.rate_limited += 1
-            return [Reply(error_frame(ErrorCode.RATE_LIMITED, "too many requests; slow down"))]
+            return [Send(error_frame(ErrorCode.RATE_LIMITED, "too many requests; slow down"))]
         if isinstance(frame, _MessageFrame):
             return [Publish(frame.text, frame.key)]
         return [AskPresence()]
@@ -130,7 +118,7 @@ class ChatProtocol:
     def receive_bytes(self, data: bytes) -> list[ChatAction]:
         if len(data) > self.max_bytes:
             return [Close(CloseCode.MESSAGE_TOO_BIG, "frame too large")]
-        return [Reply(error_frame(ErrorCode.BAD_REQUEST, NOT_JSON))]
+        return [Send(error_frame(ErrorCode.BAD_REQUEST, NOT_JSON))]
 
 
 def _explain(exc: ValidationError) -> str:

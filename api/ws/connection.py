@@ -1,31 +1,20 @@
-"""One accepted WebSocket and its bounded outgoing buffer.
+"""One accepted WebSocket: its writer, its receive side, its close, its token's expiry.
 
-``push``/``push_event`` are the hot path (called by the hub's synchronous
-fan-out for every event and every local subscriber): they never await, and a
-client that lets more than ``HERALD_SEND_QUEUE`` frames pile up is dropped
+``push``/``push_event`` are the hot path (called by the hub's synchronous fan-out for every event and every
+local subscriber): they are the writer's own methods (``api.ws.writers``), bound once, so a push costs no
+extra call and never awaits; a client that lets more than ``HERALD_SEND_QUEUE`` frames pile up is dropped
 with 1013 instead of being buffered without bound.
 
-Two ways out, same behaviour:
-
-* **direct** (Herald's uvicorn protocol, ``api.ws.fastpath``): an event's
-  frame is built once per replica and written straight to each transport;
-  frames wait in a bounded deque only while the transport is paused (its
-  buffer is over the high-water mark) and drain when it resumes. No task, no
-  queue, no ASGI call per recipient.
-* **queued** (any other ASGI server, and Starlette's TestClient): a bounded
-  ``asyncio.Queue`` drained by one writer task through ``send_text``.
-
-Until ``start_writer()`` nothing pushed is written, so the welcome and a
-``since`` replay (sent with ``send_now``) always come first.
+Until ``start_writer()`` nothing pushed is written, so the welcome and a ``since`` replay (sent with
+``send_now``) always come first.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import logging
-from collections import deque
+import time
 from collections.abc import Callable
 
 from starlette.types import Message
@@ -33,7 +22,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from api.errors import CloseCode
 from api.metrics import Counts
-from api.ws.fastpath import EXTENSION, FrameWriter, text_frame
+from api.ws.writers import Encoder, Writer, writer_for
 from broker import Event
 
 log = logging.getLogger(__name__)
@@ -43,41 +32,28 @@ _ids = itertools.count(1)
 #: how long a close frame may wait for a peer that stopped reading before the connection is given up
 CLOSE_TIMEOUT_S = 2.0
 
-Encoder = Callable[[Event], str]
-_wire_encoders: dict[Encoder, Callable[[Event], bytes]] = {}
-
-
-def wire(encoder: Encoder) -> Callable[[Event], bytes]:
-    """``encoder`` followed by WebSocket framing, as one stable function (a key for ``Event.memo``)."""
-    framed = _wire_encoders.get(encoder)
-    if framed is None:
-
-        def framed(event: Event) -> bytes:
-            return text_frame(event.memo(encoder).encode())
-
-        _wire_encoders[encoder] = framed
-    return framed
-
 
 class Connection:
     __slots__ = (
         "_abandoned",
         "_counts",
-        "_direct",
-        "_drained",
+        "_expiry",
         "_handler",
-        "_limit",
-        "_live",
-        "_pending",
-        "_queue",
         "_receiving",
-        "_writer",
         "closed",
         "endpoint",
         "id",
+        "push",
+        "push_event",
         "user",
         "websocket",
+        "writer",
     )
+
+    #: send ``encoder(event)``; the text (and, on the prepared-frame writer, the frame) is built once per event
+    push_event: Callable[[Event, Encoder], None]
+    #: send one frame after everything pushed before it
+    push: Callable[[str], None]
 
     def __init__(self, websocket: WebSocket, *, endpoint: str, user: str, queue_size: int, counts: Counts) -> None:
         self.websocket = websocket
@@ -85,66 +61,17 @@ class Connection:
         self.user = user
         self.id = f"{next(_ids)}"
         self._counts = counts
-        self._limit = queue_size
         self.closed = False
-        self._live = False
-        extension = websocket.scope.get("extensions", {}).get(EXTENSION)
-        self._direct: FrameWriter | None = extension["writer"] if extension else None
-        self._pending: deque[bytes] = deque()
-        self._drained: asyncio.Event | None = None
-        self._queue: asyncio.Queue[str] | None = None if self._direct else asyncio.Queue(queue_size)
-        self._writer: asyncio.Task[None] | None = None
-        if self._direct is not None:
-            self._direct.on_resume = self._drain
+        self.writer: Writer = writer_for(
+            websocket, limit=queue_size, counts=counts, overflow=self._overflow, name=f"herald-writer-{self.id}"
+        )
+        self.push_event = self.writer.push_event
+        self.push = self.writer.push
+        self._expiry: asyncio.TimerHandle | None = None
         # the task serving this socket, interrupted in receive() when the peer is given up
         self._handler = asyncio.current_task()
         self._receiving = False
         self._abandoned = False
-
-    # -- the hot path ------------------------------------------------------------------
-
-    def push_event(self, event: Event, encoder: Encoder) -> None:
-        """Send ``encoder(event)``; the text (and, when direct, the frame) is built once per event."""
-        if self._direct is not None:
-            self._push_frame(event.memo(wire(encoder)))
-        else:
-            self.push(event.memo(encoder))
-
-    def push(self, frame: str) -> None:
-        if self._direct is not None:
-            self._push_frame(text_frame(frame.encode()))
-            return
-        if self.closed:
-            return
-        assert self._queue is not None
-        try:
-            self._queue.put_nowait(frame)
-            self._counts.delivered += 1
-        except asyncio.QueueFull:
-            self._overflow()
-
-    def _push_frame(self, frame: bytes) -> None:
-        writer, pending = self._direct, self._pending
-        if self.closed or writer is None:
-            return
-        if self._live and not pending and not writer.paused:
-            writer.write(frame)
-        elif len(pending) < self._limit:
-            pending.append(frame)
-        else:
-            self._overflow()
-            return
-        self._counts.delivered += 1
-
-    def _drain(self) -> None:
-        """Write what waited while the transport was paused (or before ``start_writer``)."""
-        writer, pending = self._direct, self._pending
-        if writer is None or not self._live:
-            return
-        while pending and not writer.paused and not self.closed:
-            writer.write(pending.popleft())
-        if not pending and self._drained is not None:
-            self._drained.set()
 
     def _overflow(self) -> None:
         self._counts.slow_consumers += 1
@@ -154,17 +81,15 @@ class Connection:
         """Send ``frame`` after everything queued, once the client has taken what came before: a GraphQL
         ``since`` replay may be longer than the buffer and must neither overflow it, nor overtake frames
         already queued, nor pile up in memory for a client that does not read."""
-        if self._direct is None:
-            if not self.closed:
-                assert self._queue is not None
-                await self._queue.put(frame)
-                self._counts.delivered += 1
+        await self.writer.put(frame)
+
+    def expire_at(self, expires_at: float | None, code: CloseCode) -> None:
+        """Close with ``code`` when the token expires (epoch seconds; None: never)."""
+        if expires_at is None:
             return
-        while (self._pending or self._direct.paused) and not self.closed:
-            self._drained = self._drained or asyncio.Event()
-            self._drained.clear()
-            await self._drained.wait()
-        self.push(frame)
+        loop = asyncio.get_running_loop()
+        delay = max(0.0, expires_at - time.time())
+        self._expiry = loop.call_at(loop.time() + delay, self.close_soon, code, "token expired")
 
     # -- receiving ---------------------------------------------------------------------
 
@@ -190,26 +115,12 @@ class Connection:
 
     def start_writer(self) -> None:
         """From now on pushed frames go out (in order, after everything sent with ``send_now``)."""
-        self._live = True
-        if self._direct is not None:
-            self._drain()
-        else:
-            self._writer = asyncio.create_task(self._write(), name=f"herald-writer-{self.id}")
-
-    async def _write(self) -> None:
-        assert self._queue is not None
-        queue, send = self._queue, self.websocket.send_text
-        try:
-            while True:
-                await send(await queue.get())
-        except (OSError, RuntimeError, WebSocketDisconnect) as exc:
-            # The peer vanished mid-send; the receive loop sees the disconnect and cleans up.
-            log.debug("writer %s stopped: %s", self.id, exc)
+        self.writer.start()
 
     def close_soon(self, code: CloseCode, reason: str) -> None:
         if not self.closed:
             self.closed = True
-            self._discard_buffered()
+            self.writer.discard()
             task = asyncio.get_running_loop().create_task(self._close(code, reason))
             _closing.add(task)
             task.add_done_callback(_closing.discard)
@@ -217,16 +128,8 @@ class Connection:
     async def close(self, code: CloseCode, reason: str) -> None:
         if not self.closed:
             self.closed = True
+            self.writer.discard()
             await self._close(code, reason)
-
-    def _discard_buffered(self) -> None:
-        """Frames that will never be sent now: free them at once."""
-        self._pending.clear()
-        if self._drained is not None:
-            self._drained.set()
-        if self._queue is not None:
-            while not self._queue.empty():
-                self._queue.get_nowait()
 
     async def _close(self, code: CloseCode, reason: str) -> None:
         await self.stop_writer()
@@ -245,18 +148,19 @@ class Connection:
         """Stop serving a peer that does not read: cut its TCP connection, and the handler cleans up."""
         log.info("connection %s (%s) gave up on close %d: the peer is not reading", self.id, self.user, code)
         self._abandoned = True
-        if self._direct is not None:
-            self._direct.abort()
+        self.writer.abort()
         if self._receiving and self._handler is not None and self._handler is not asyncio.current_task():
             self._handler.cancel()
 
     async def stop_writer(self) -> None:
-        self._live = False
-        writer, self._writer = self._writer, None
-        if writer is not None and writer is not asyncio.current_task():
-            writer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await writer
+        """Stop sending what is pushed (a close, or what must precede it, is sent with ``send_now``)."""
+        await self.writer.stop()
+
+    async def end(self) -> None:
+        """The handler is done with the socket: no expiry timer, no writer left behind."""
+        if self._expiry is not None:
+            self._expiry.cancel()
+        await self.writer.stop()
 
 
 _closing: set[asyncio.Task[None]] = set()

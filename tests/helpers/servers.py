@@ -90,8 +90,9 @@ class RedisServer:
         deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline:
             try:
-                if self.client().ping():
-                    return self
+                with self.client() as client:
+                    if client.ping():
+                        return self
             except redis.RedisError:
                 time.sleep(0.05)
         raise RuntimeError(f"redis-server did not start on port {self.port}")
@@ -130,24 +131,25 @@ class Herald:
 
     def start(self) -> Herald:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        log = self.log_path.open("ab")
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "api",
-                "serve",
-                "--port",
-                str(self.port),
-                "--redis-url",
-                self.redis_url,
-                "--replica-id",
-                self.replica_id,
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=self.env,
-        )
+        # the child holds its own descriptor of the log: ours is closed at once
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "api",
+                    "serve",
+                    "--port",
+                    str(self.port),
+                    "--redis-url",
+                    self.redis_url,
+                    "--replica-id",
+                    self.replica_id,
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=self.env,
+            )
         deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

@@ -30,7 +30,3 @@ def test_text_frame_parses_back_to_the_same_text_at_every_length_boundary(size: 
     assert frame.opcode is Opcode.TEXT
     assert frame.fin
     assert frame.data == payload
-
-
-def test_text_frame_is_identical_for_every_recipient() -> None:
-    assert text_frame(b'{"type":"message"}') == text_frame(b'{"type":"message"}')

@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 
 from api.errors import CloseCode
 from api.graphql.legacy_ws import MAX_PENDING, GraphQLWS
-from api.graphql.types import Action, Close, Send, Start, Stop
+from api.graphql.types import Action, Start, Stop
+from api.ws.actions import Close, Send
 
 GOOD = {"token": "good"}
 SUB = "subscription { newBook { isbn } }"
@@ -289,7 +290,8 @@ def test_closed_returns_the_operations_still_running(p: GraphQLWS) -> None:
 # --- what real clients accept ------------------------------------------------------------------------------
 
 
-def test_gql_apollo_client_reads_our_frames(p: GraphQLWS) -> None:
+async def test_gql_apollo_client_reads_our_frames(p: GraphQLWS) -> None:
+    # async: gql's transport takes the running event loop (a sync test would leave a new one unclosed)
     client = WebsocketsTransport(url="ws://127.0.0.1:1")
     for op_id in "12":
         p.receive(start(op_id))

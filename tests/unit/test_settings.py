@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -38,9 +40,17 @@ def test_settings_come_from_herald_environment_variables(monkeypatch: pytest.Mon
     assert settings.redis_url == "redis://127.0.0.1:1/0"
 
 
-def test_default_replica_id_differs_per_process_name_but_is_stable_within_one() -> None:
-    assert Settings().replica_id == Settings().replica_id
-    assert Settings().replica_id.endswith(f"-{__import__('os').getpid()}")
+def test_default_replica_id_differs_per_process_but_is_stable_within_one() -> None:
+    child = subprocess.run(
+        [sys.executable, "-c", "from api.settings import Settings; print(Settings().replica_id)"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout.strip()
+    here = Settings().replica_id
+    assert here == Settings().replica_id
+    assert child != here and child.rsplit("-", 1)[0] == here.rsplit("-", 1)[0]
 
 
 def test_invalid_setting_is_refused_with_its_name(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 
 from api.errors import CLOSE_CODE_EXPLANATIONS, CloseCode
 from api.graphql.transport_ws import MAX_CLOSE_REASON_BYTES, GraphQLTransportWS
-from api.graphql.types import Action, Close, Send, Start, Stop
+from api.graphql.types import Action, Start, Stop
+from api.ws.actions import Close, Send
 
 GOOD = {"token": "good"}
 SUB = "subscription { newBook { isbn } }"
@@ -306,7 +307,8 @@ def test_closed_after_a_4409_still_returns_the_running_operation(p: GraphQLTrans
 # --- what real clients accept ------------------------------------------------------------------------------
 
 
-def test_gql_client_reads_our_next_error_and_complete_frames(p: GraphQLTransportWS) -> None:
+async def test_gql_client_reads_our_next_error_and_complete_frames(p: GraphQLTransportWS) -> None:
+    # async: gql's transport takes the running event loop (a sync test would leave a new one unclosed)
     client = WebsocketsTransport(url="ws://127.0.0.1:1")
     for op_id in "12":
         p.receive(subscribe(op_id))

@@ -5,9 +5,12 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 
+import orjson
 import pytest
 from fastapi.testclient import TestClient
+from starlette.websockets import WebSocketDisconnect
 
+from api.errors import CloseCode
 from api.state import AppState
 from broker import chat_channel, parse_offset
 from tests.helpers.services import free_port
@@ -225,3 +228,17 @@ def test_graphql_send_message_over_the_size_limit_is_an_error(client_factory: Ca
     body = small.post("/graphql", json={"query": query, "variables": {"t": "x" * 101}}).json()
     assert "HERALD_MAX_MESSAGE_BYTES" in body["errors"][0]["message"]
     assert small.get("/api/chat/lobby/messages").json() == []
+
+
+def test_the_app_itself_closes_an_oversize_frame_1009_where_the_server_does_not(
+    client_factory: Callable[..., TestClient],
+) -> None:
+    # Starlette's TestClient, like wsproto, ignores ws_max_size: the app's own check is the backstop.
+    client = client_factory(max_message_bytes=1024)
+    with client.websocket_connect("/ws/chat/lobby") as ws:
+        assert ws.receive_json()["type"] == "welcome"
+        ws.send_text(orjson.dumps({"type": "message", "text": "x" * 2000}).decode())
+        with pytest.raises(WebSocketDisconnect) as closed:
+            ws.receive_text()
+    assert closed.value.code == CloseCode.MESSAGE_TOO_BIG
+    assert client.get("/api/chat/lobby/messages").json() == []

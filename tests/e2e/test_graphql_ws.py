@@ -19,7 +19,7 @@ from websockets.exceptions import ConnectionClosed
 
 from api.auth import Auth
 from api.errors import CloseCode
-from tests.helpers.chat import ametric, until_metric
+from tests.helpers.chat import ametric, eventually, until_metric
 from tests.helpers.servers import Herald, RedisServer
 
 pytestmark = pytest.mark.redis
@@ -119,11 +119,12 @@ async def until_gauge(herald: Herald, name: str, value: float) -> None:
 
 
 async def until_status(herald: Herald, path: str, status: int) -> None:
-    async with httpx.AsyncClient(base_url=herald.http, timeout=WAIT_S) as http, asyncio.timeout(WAIT_S):
-        while True:
-            if (await http.get(path)).status_code == status:
-                return
-            await asyncio.sleep(0.02)
+    async with httpx.AsyncClient(base_url=herald.http, timeout=WAIT_S) as http:
+
+        async def answers() -> bool:
+            return (await http.get(path)).status_code == status
+
+        await eventually(answers, WAIT_S, f"{path} to answer {status}")
 
 
 def subscribe(op_id: str, query: str, **variables: Any) -> dict[str, Any]:
@@ -184,7 +185,9 @@ async def test_4408_no_connection_init_in_time(herald: Herald) -> None:
 
 async def test_an_acknowledged_socket_outlives_the_init_timeout(herald: Herald) -> None:
     ws = await ready(herald)
-    await asyncio.sleep(0.8)
+    # A socket opened after ours and never initialised: once it is closed 4408, our init timeout has passed too.
+    witness = await open_ws(herald)
+    assert (await closed(witness))[1] == CloseCode.GQL_CONNECTION_INITIALISATION_TIMEOUT
     await send(ws, type="ping", payload={"n": 1})
     assert await recv(ws) == {"type": "pong", "payload": {"n": 1}}
     await ws.close()

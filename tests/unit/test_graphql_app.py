@@ -11,7 +11,6 @@ from starlette.websockets import WebSocketDisconnect
 
 from api.auth import Auth
 from api.errors import CloseCode
-from tests.helpers.servers import RedisServer
 
 Client = Callable[..., TestClient]
 SECRET = "graphql-test-secret-0123456789abcdef"
@@ -214,16 +213,6 @@ def test_with_auth_mutations_and_chat_reads_need_a_token_and_book_reads_stay_ope
 # -- Redis unavailable ---------------------------------------------------------------------------------------
 
 
-@pytest.mark.redis
-def test_unavailable_redis_is_a_graphql_error(client_factory: Client, own_redis: RedisServer) -> None:
-    client = client_factory(redis_url=own_redis.url)
-    own_redis.kill()
-    status, body = gql(client, "{ books { isbn } }")
-    assert (status, messages_of(body)) == (200, ["redis is unavailable"])
-    status, body = gql(client, ADD_BOOK, isbn="1")
-    assert (status, messages_of(body)) == (503, ["redis is unavailable"])
-
-
 # -- WebSocket refusals that need the app's insides ----------------------------------------------------------
 
 
@@ -258,7 +247,7 @@ def test_an_internal_error_closes_4500(
     def broken(*args: Any) -> None:
         raise RuntimeError("the token store is broken")
 
-    monkeypatch.setattr(client.app.state.herald.auth, "from_init_payload", broken)  # type: ignore[attr-defined]
+    monkeypatch.setattr(client.app.state.herald.auth, "verify", broken)  # type: ignore[attr-defined]
     with client.websocket_connect("/graphql", subprotocols=[protocol]) as ws:
         ws.send_json({"type": "connection_init", "payload": {"token": "t"}})
         received = []
@@ -267,3 +256,18 @@ def test_an_internal_error_closes_4500(
                 received.append(ws.receive_json())
     assert received == frames
     assert closed.value.code == code
+
+
+@pytest.mark.parametrize("protocol", ["graphql-transport-ws", "graphql-ws"])
+def test_the_app_itself_closes_1009_on_a_frame_over_the_limit_in_bytes_not_characters(
+    client_factory: Client, protocol: str
+) -> None:
+    # TestClient, like wsproto, ignores ws_max_size: the app's backstop counts UTF-8 bytes, as uvicorn does.
+    client = client_factory(max_message_bytes=1024)
+    wide = '{"type":"connection_init","payload":{"user":"' + "é" * 600 + '"}}'
+    assert len(wide) <= 1024 < len(wide.encode())
+    with client.websocket_connect("/graphql", subprotocols=[protocol]) as ws:
+        ws.send_text(wide)
+        with pytest.raises(WebSocketDisconnect) as closed:
+            ws.receive_text()
+    assert closed.value.code == CloseCode.MESSAGE_TOO_BIG
