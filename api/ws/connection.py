@@ -133,6 +133,8 @@ class Connection:
 
     async def _close(self, code: CloseCode, reason: str) -> None:
         await self.stop_writer()
+        if self.writer.close_behind(code, reason):
+            return  # a peer that stopped reading: backlog, then the close frame; TCP cut if it never reads
         if self.websocket.application_state == WebSocketState.CONNECTED:
             try:
                 # uvicorn sends the close frame only once the transport drains below its high-water

@@ -75,6 +75,16 @@ class FrameWriter:
         """Cut the TCP connection at once (a peer that never reads would otherwise hold it open)."""
         self._protocol.transport.abort()
 
+    def close_behind(self, code: CloseCode, reason: str) -> bool:
+        """While the peer is not reading: the close frame goes right behind what the transport holds, so a
+        peer that reads again sees that backlog then ``code``; its TCP connection is cut after
+        ``HERALD_SLOW_CLOSE_S`` if it never does. False (nothing done) when the peer reads or it is closing."""
+        protocol = self._protocol
+        if not self.paused or protocol.close_sent or protocol.disconnected:
+            return False
+        protocol.close_slow_peer(code, reason)
+        return True
+
     def write(self, frame: bytes) -> bool:
         """Write one prepared frame; False when the connection is closing (nothing written)."""
         protocol = self._protocol
@@ -166,20 +176,18 @@ class HeraldWebSocketProtocol(WebSocketsSansIOProtocol):
         if not self.writable.is_set():  # the peer is not reading what we write
             self.unread_pongs += 1
             if self.unread_pongs > self.send_bound:
-                self._close_slow_peer()
+                self.close_slow_peer(CloseCode.TRY_AGAIN_LATER, "slow consumer: control frames not read")
                 return
         super().handle_ping()
 
-    def _close_slow_peer(self) -> None:
-        """1013 after what is buffered, then a lingering close; TCP cut after ``slow_close_s`` if still unread.
+    def close_slow_peer(self, code: CloseCode, reason: str) -> None:
+        """``code`` after what is buffered, then a lingering close; TCP cut after ``slow_close_s`` if still unread.
 
         Closing the socket while the peer's unread pings sit in our receive buffer would make the kernel send
         a reset, discarding the backlog and the close frame. So reading stops until everything we wrote has
         left (the peer reads again), then our side is shut (FIN after the close frame) and whatever arrives
         is read and dropped until the peer closes.
         """
-        code = CloseCode.TRY_AGAIN_LATER
-        reason = "slow consumer: control frames not read"
         self.conn.send_close(code, reason)
         self.transport.write(b"".join(self.conn.data_to_send()))
         self.close_sent = self.lingering = True

@@ -26,6 +26,7 @@ from typing import Protocol
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from api.errors import CloseCode
 from api.metrics import Counts
 from api.ws.fastpath import EXTENSION, FrameWriter, text_frame
 from broker import Event
@@ -70,6 +71,10 @@ class Writer(Protocol):
 
     def abort(self) -> None:
         """Cut the TCP connection where the server lets us (a peer that never reads)."""
+
+    def close_behind(self, code: CloseCode, reason: str) -> bool:
+        """A peer that is not reading gets the close frame behind what it was already sent, without waiting
+        for it to read; False when this writer cannot (the caller closes the ordinary way)."""
 
 
 def writer_for(websocket: WebSocket, *, limit: int, counts: Counts, overflow: Callable[[], None], name: str) -> Writer:
@@ -147,6 +152,9 @@ class PreparedFrameWriter:
     def abort(self) -> None:
         self._frames.abort()
 
+    def close_behind(self, code: CloseCode, reason: str) -> bool:
+        return self._frames.close_behind(code, reason)
+
 
 class QueuedWriter:
     __slots__ = ("_counts", "_name", "_overflow", "_queue", "_send", "_task", "closed")
@@ -203,6 +211,9 @@ class QueuedWriter:
         self.closed = True
         while not self._queue.empty():
             self._queue.get_nowait()
+
+    def close_behind(self, code: CloseCode, reason: str) -> bool:
+        return False  # plain ASGI cannot write past what the server holds
 
     def abort(self) -> None:
         """Plain ASGI offers no way to cut the connection; the handler is interrupted instead."""

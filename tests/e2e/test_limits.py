@@ -160,9 +160,9 @@ async def _read_messages(ws: ClientConnection, count: int, into: list[str]) -> N
             into.append(frame["id"])
 
 
-def _drain(sock: socket.socket, deadline_s: float) -> tuple[int, bool]:
-    """Read until EOF; (bytes read, whether EOF came before the deadline)."""
-    total, deadline = 0, time.monotonic() + deadline_s
+def _drain(sock: socket.socket, deadline_s: float) -> tuple[bytes, str]:
+    """Read until the connection ends; (what was read, "eof" / "reset" / "deadline")."""
+    data, deadline = bytearray(), time.monotonic() + deadline_s
     sock.settimeout(0.5)
     while time.monotonic() < deadline:
         try:
@@ -170,11 +170,28 @@ def _drain(sock: socket.socket, deadline_s: float) -> tuple[int, bool]:
         except TimeoutError:
             continue
         except OSError:
-            return total, True  # reset: cut just the same
+            return bytes(data), "reset"
         if not chunk:
-            return total, True
-        total += len(chunk)
-    return total, False
+            return bytes(data), "eof"
+        data += chunk
+    return bytes(data), "deadline"
+
+
+def _server_frames(data: bytes) -> list[tuple[int, bytes]]:
+    """(opcode, payload) of each complete unmasked frame in ``data``."""
+    frames, at = [], 0
+    while at + 2 <= len(data):
+        opcode, size = data[at] & 0x0F, data[at + 1] & 0x7F
+        head = 2
+        if size == 126:
+            size, head = int.from_bytes(data[at + 2 : at + 4], "big"), 4
+        elif size == 127:
+            size, head = int.from_bytes(data[at + 2 : at + 10], "big"), 10
+        if at + head + size > len(data):
+            break
+        frames.append((opcode, data[at + head : at + head + size]))
+        at += head + size
+    return frames
 
 
 async def test_a_client_that_stops_reading_is_dropped_and_nobody_else_misses_anything(
@@ -213,9 +230,14 @@ async def test_a_client_that_stops_reading_is_dropped_and_nobody_else_misses_any
         await eventually(lambda: has_chat_connections(herald, 3), 10, "the slow socket to be released")
         # ...without buffering what it could not send: 600 x 32 KiB (19 MiB) were sent to it.
         assert rss_after - rss_before < 12 * 1024, (rss_before, rss_after)
-        # When the peer reads again it finds a bounded backlog, then the end of the connection.
-        backlog, ended = await asyncio.to_thread(_drain, slow, 10.0)
-        assert ended and backlog < count * size // 2, backlog
+        # When the peer reads again it finds a bounded backlog, then its 1013 close frame — never a bare reset.
+        data, ending = await asyncio.to_thread(_drain, slow, 10.0)
+        assert ending == "eof" and len(data) < count * size // 2, (ending, len(data))
+        frames = _server_frames(data)
+        assert frames and all(opcode == 0x1 for opcode, _ in frames[:-1])
+        opcode, payload = frames[-1]
+        assert opcode == 0x8 and int.from_bytes(payload[:2], "big") == CloseCode.TRY_AGAIN_LATER, frames[-1]
+        assert b"slow consumer" in payload
     finally:
         slow.close()
         for ws, _ in readers:
