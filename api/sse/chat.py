@@ -19,9 +19,10 @@ import orjson
 from fastapi import APIRouter, Header, Path, Query, Request
 from starlette.responses import Response
 
-from api.auth import Principal, token_from
+from api.auth import Principal
 from api.chat_feed import GAP_REASON, chat_frame, frame_type, frame_user, send_backlog, welcome
 from api.errors import BadRequest, CloseCode, Forbidden
+from api.identity import Access, identify
 from api.models import dumps, is_room
 from api.origins import origin_policy
 from api.sse.response import EventStream200, EventStreamResponse
@@ -76,7 +77,8 @@ async def chat_events(
     since = last_event_id or since
     if since is not None and not is_offset(since):
         raise BadRequest(f"since is not an offset: {since!r}")
-    principal = state.auth.principal(token_from(request.query_params, request.headers), user)
+    principal = identify(state.auth, Access.SOCKET, request.query_params, request.headers)
+    assert principal is not None  # SOCKET access is never anonymous-open
     principal.check_room(room)
 
     async def run(stream: EventStream) -> None:

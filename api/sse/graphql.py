@@ -24,11 +24,12 @@ from fastapi import APIRouter, Request, status
 from graphql import ExecutionResult, GraphQLError, OperationType
 from starlette.responses import Response
 
-from api.auth import Principal, token_from
+from api.auth import Principal
 from api.errors import CloseCode, HeraldError, RateLimited
 from api.graphql.schema import Source
 from api.graphql.service import GraphQLService, result_json, stream_key
 from api.graphql.shared import FellBehind, Key, Run
+from api.identity import Access, identify
 from api.limits import writer_key
 from api.origins import origin_policy
 from api.sse.response import MEDIA_TYPE, EventStream200, EventStreamResponse
@@ -200,13 +201,8 @@ async def _operation(
 def _principal(request: Request, state: AppState, kind: OperationType | None) -> Principal | None:
     """Who is asking. As on ``/graphql``: reads are open, a given token must be valid, a mutation needs one.
     A subscription needs one too, as on the WebSocket transports (their ``connection_init``)."""
-    auth = state.auth
-    if not auth.enabled:
-        return auth.principal(None, request.query_params.get("user"))
-    token = token_from(request.query_params, request.headers)
-    if token is None and kind is OperationType.QUERY:
-        return None
-    return auth.verify(token)
+    access = Access.READ if kind is OperationType.QUERY else Access.SOCKET
+    return identify(state.auth, access, request.query_params, request.headers)
 
 
 async def _subscription(
