@@ -10,12 +10,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import asyncio
+import time
+from asyncio import TimerHandle
+from collections.abc import Callable, Mapping
 from enum import Enum
 from typing import Any
 
 from api.auth import Auth, Principal, bearer, token_from
-from api.errors import Unauthorized
+from api.errors import CloseCode, Unauthorized
 
 
 class Access(Enum):
@@ -68,3 +71,13 @@ def _payload_token(payload: Mapping[str, Any] | None) -> str | None:
         return token
     header = payload.get("authorization") or payload.get("Authorization")
     return bearer(header) if isinstance(header, str) else None
+
+
+def on_expiry(
+    expires_at: float | None, close: Callable[[CloseCode, str], object], code: CloseCode
+) -> TimerHandle | None:
+    """Call ``close(code, "token expired")`` when a token expiring at ``expires_at`` (epoch s) does; None: never."""
+    if expires_at is None:
+        return None
+    loop = asyncio.get_running_loop()
+    return loop.call_at(loop.time() + max(0.0, expires_at - time.time()), close, code, "token expired")

@@ -12,7 +12,6 @@ expired token end the stream after an ``event: close`` naming the WebSocket clos
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import Annotated
 
 import orjson
@@ -22,7 +21,7 @@ from starlette.responses import Response
 from api.auth import Principal
 from api.chat_feed import GAP_REASON, chat_frame, frame_type, frame_user, send_backlog, welcome
 from api.errors import BadRequest, CloseCode, Forbidden
-from api.identity import Access, identify
+from api.identity import Access, identify, on_expiry
 from api.models import dumps, is_room
 from api.origins import origin_policy
 from api.sse.response import EventStream200, EventStreamResponse
@@ -125,14 +124,7 @@ async def _serve(stream: EventStream, room: str, principal: Principal, since: st
         except Unavailable:
             stream.end(CloseCode.TRY_AGAIN_LATER, UNAVAILABLE)
             return
-        if principal.expires_at is not None:
-            loop = asyncio.get_running_loop()
-            expiry = loop.call_at(
-                loop.time() + max(0.0, principal.expires_at - time.time()),
-                stream.end,
-                CloseCode.POLICY_VIOLATION,
-                "token expired",
-            )
+        expiry = on_expiry(principal.expires_at, stream.end, CloseCode.POLICY_VIOLATION)
         await state.presence.enter(room, user, stream.id)
         try:
             await stream.serve()

@@ -16,7 +16,6 @@ which retries; a gap reaches the client as ``"extensions": {"recovered": false}`
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import Any
 
 import orjson
@@ -29,7 +28,7 @@ from api.errors import CloseCode, HeraldError, RateLimited
 from api.graphql.schema import Source
 from api.graphql.service import GraphQLService, result_json, stream_key
 from api.graphql.shared import FellBehind, Key, Run
-from api.identity import Access, identify
+from api.identity import Access, identify, on_expiry
 from api.limits import writer_key
 from api.origins import origin_policy
 from api.sse.response import MEDIA_TYPE, EventStream200, EventStreamResponse
@@ -236,15 +235,8 @@ async def _subscription(
     except FellBehind as exc:
         stream.end(CloseCode.TRY_AGAIN_LATER, f"slow consumer: {exc}")
         return
-    expiry: asyncio.TimerHandle | None = None
-    if principal is not None and principal.expires_at is not None:
-        loop = asyncio.get_running_loop()
-        expiry = loop.call_at(
-            loop.time() + max(0.0, principal.expires_at - time.time()),
-            stream.end,
-            CloseCode.POLICY_VIOLATION,
-            "token expired",
-        )
+    expires_at = principal.expires_at if principal is not None else None
+    expiry = on_expiry(expires_at, stream.end, CloseCode.POLICY_VIOLATION)
     try:
         await stream.serve()
     finally:

@@ -14,13 +14,13 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-import time
 from collections.abc import Callable
 
 from starlette.types import Message
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from api.errors import CloseCode
+from api.identity import on_expiry
 from api.metrics import Counts
 from api.ws.writers import Encoder, Writer, writer_for
 from broker import Event
@@ -85,11 +85,7 @@ class Connection:
 
     def expire_at(self, expires_at: float | None, code: CloseCode) -> None:
         """Close with ``code`` when the token expires (epoch seconds; None: never)."""
-        if expires_at is None:
-            return
-        loop = asyncio.get_running_loop()
-        delay = max(0.0, expires_at - time.time())
-        self._expiry = loop.call_at(loop.time() + delay, self.close_soon, code, "token expired")
+        self._expiry = on_expiry(expires_at, self.close_soon, code)
 
     # -- receiving ---------------------------------------------------------------------
 

@@ -88,6 +88,12 @@ class MemoryProtocol:
         self.close_sent = self.disconnected = False
         self.frame_writer: FrameWriter | None = None
 
+    def close_slow_peer(self, code: CloseCode, reason: str) -> None:
+        """As Herald's protocol does for a peer that stopped reading: the close frame goes behind what the
+        transport already holds (which the peer finds once it reads again)."""
+        self.close_sent = True
+        self.transport.peer.close = (code, reason)
+
     def pause_writing(self) -> None:
         self.writable.clear()
 
