@@ -16,7 +16,7 @@ from redis.exceptions import RedisError
 
 from broker import history
 from broker.catchup import CatchUp, Read, replay_pages
-from broker.connect import create_redis, dedicated, is_memory, redact
+from broker.connect import close_client, create_redis, dedicated, is_memory, redact
 from broker.errors import Duplicate, Unavailable
 from broker.facade import BrokerOptions, BrokerStats, Published, StoredBook
 from broker.history import HistoryPage, PageQuery
@@ -95,7 +95,7 @@ class RedisBroker:
 
     async def close(self) -> None:
         await self.listener.stop()
-        await self.client.aclose()
+        await close_client(self.client)
 
     @property
     def ready(self) -> bool:

@@ -53,3 +53,11 @@ def dedicated(client: redis.Redis) -> redis.Redis:
     pool = client.connection_pool
     own = redis.ConnectionPool(connection_class=pool.connection_class, max_connections=1, **pool.connection_kwargs)
     return redis.Redis.from_pool(own)
+
+
+async def close_client(client: redis.Redis) -> None:
+    """Close ``client``, and for a Sentinel-managed one the connections to the sentinels it asked."""
+    await client.aclose()
+    manager = getattr(client.connection_pool, "sentinel_manager", None)
+    for sentinel in getattr(manager, "sentinels", ()):
+        await sentinel.aclose()

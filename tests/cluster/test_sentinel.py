@@ -11,6 +11,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
+from broker.connect import close_client
 from broker.sentinel import create_sentinel, create_sentinel_redis, master_address
 from broker.urls import SentinelUrl, parse_redis_url
 from tests.helpers.topologies import SENTINEL_MASTER, SentinelTopology
@@ -28,7 +29,7 @@ def topology_of(sentinels: SentinelTopology) -> SentinelUrl:
 async def client(sentinels: SentinelTopology) -> AsyncIterator[aioredis.Redis]:
     client = create_sentinel_redis(topology_of(sentinels))
     yield client
-    await client.aclose()
+    await close_client(client)
 
 
 async def test_the_client_talks_to_the_master_the_sentinels_name(
@@ -39,8 +40,12 @@ async def test_the_client_talks_to_the_master_the_sentinels_name(
     assert info["role"] == "master"
     assert sentinels.client_of(sentinels.master_port()).get("k") == b"v"
     sentinel = create_sentinel(topology_of(sentinels))
-    assert await master_address(sentinel, SENTINEL_MASTER) == ("127.0.0.1", sentinels.master_port())
-    assert await master_address(sentinel, "no-such-master") is None
+    try:
+        assert await master_address(sentinel, SENTINEL_MASTER) == ("127.0.0.1", sentinels.master_port())
+        assert await master_address(sentinel, "no-such-master") is None
+    finally:
+        for connection in sentinel.sentinels:
+            await connection.aclose()
 
 
 async def test_commands_follow_a_killed_master_to_the_promoted_replica(
@@ -121,4 +126,4 @@ async def test_no_master_is_refused_not_hung(sentinels: SentinelTopology) -> Non
             await client.ping()
         assert time.monotonic() - start < 10
     finally:
-        await client.aclose()
+        await close_client(client)
