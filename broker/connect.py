@@ -58,6 +58,7 @@ def dedicated(client: redis.Redis) -> redis.Redis:
 async def close_client(client: redis.Redis) -> None:
     """Close ``client``, and for a Sentinel-managed one the connections to the sentinels it asked."""
     await client.aclose()
-    manager = getattr(client.connection_pool, "sentinel_manager", None)
+    # (a RedisCluster client has no single pool; a plain one has no sentinels)
+    manager = getattr(getattr(client, "connection_pool", None), "sentinel_manager", None)
     for sentinel in getattr(manager, "sentinels", ()):
         await sentinel.aclose()
