@@ -99,16 +99,15 @@ def _done(result: str) -> Response:
     return Response(next_event(result) + COMPLETE, media_type=MEDIA_TYPE, headers={"cache-control": "no-store"})
 
 
-def _accepts(request: Request) -> bool:
-    return MEDIA_TYPE in request.headers.get("accept", "")
-
-
 def _refused(request: Request) -> Response | None:
-    """A browser page of an origin that is not allowed (SPEC §7), as for a WebSocket handshake: 403."""
+    """403 for a browser page of an origin that is not allowed (SPEC §7), as for a WebSocket handshake;
+    406 for a client that does not accept an event stream; None when the request may go on."""
     state: AppState = request.app.state.herald
-    if origin_policy(state.settings.allowed_origins).allows(request.scope):
-        return None
-    return _json(status.HTTP_403_FORBIDDEN, "origin not allowed")
+    if not origin_policy(state.settings.allowed_origins).allows(request.scope):
+        return _json(status.HTTP_403_FORBIDDEN, "origin not allowed")
+    if MEDIA_TYPE not in request.headers.get("accept", ""):
+        return _json(status.HTTP_406_NOT_ACCEPTABLE, NOT_ACCEPTABLE)
+    return None
 
 
 NOT_ACCEPTABLE = "This endpoint streams server-sent events: send Accept: text/event-stream (or use /graphql)."
@@ -123,8 +122,6 @@ NOT_ACCEPTABLE = "This endpoint streams server-sent events: send Accept: text/ev
 async def graphql_stream_post(request: Request) -> Response:
     if refused := _refused(request):
         return refused
-    if not _accepts(request):
-        return _json(status.HTTP_406_NOT_ACCEPTABLE, NOT_ACCEPTABLE)
     try:
         body = orjson.loads(await request.body())
     except ValueError:
@@ -143,8 +140,6 @@ async def graphql_stream_post(request: Request) -> Response:
 async def graphql_stream_get(request: Request) -> Response:
     if refused := _refused(request):
         return refused
-    if not _accepts(request):
-        return _json(status.HTTP_406_NOT_ACCEPTABLE, NOT_ACCEPTABLE)
     params = request.query_params
     try:
         variables = orjson.loads(params["variables"]) if params.get("variables") else None
