@@ -57,6 +57,8 @@ def build_state(settings: Settings, traces: tracing.Tracing | None = None) -> Ap
             probe_s=settings.pubsub_probe_s,
             presence_ttl_s=settings.presence_ttl_s,
             pool_size=settings.redis_pool_size,
+            min_replicas_ack=settings.redis_min_replicas_ack,
+            ack_timeout_ms=settings.redis_ack_timeout_ms,
             fan_out=traces.fan_out if traces is not None else None,
         ),
     )

@@ -10,7 +10,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from api.origins import invalid_origins
-from broker import ClusterUrl, parse_redis_url
+from broker import parse_redis_url
 
 
 def default_replica_id() -> str:
@@ -23,8 +23,8 @@ class Settings(BaseSettings):
 
     redis_url: str = Field(
         "memory://",
-        description="`redis://…`/`rediss://…` for a real Redis, `redis+sentinel://host:port[,…]/MASTER[/db]` "
-        "(SPEC §9; `redis+cluster://` is refused until it is wired); `memory://` embeds one (single replica)",
+        description="`redis://…`/`rediss://…` for a real Redis, `redis+sentinel://host:port[,…]/MASTER[/db]`, "
+        "`redis+cluster://host:port[,…]`/`rediss+cluster://…` (SPEC §9); `memory://` embeds one (single replica)",
     )
     replica_id: str = Field(
         default_factory=default_replica_id, description="name this replica reports; default `<hostname>-<pid>`"
@@ -32,6 +32,12 @@ class Settings(BaseSettings):
     host: str = Field("127.0.0.1", description="`herald serve` bind address")
     port: int = Field(8000, description="`herald serve` port")
     redis_pool_size: int = Field(64, ge=2, description="Redis connections per replica (one is the pub/sub connection)")
+    redis_min_replicas_ack: int = Field(
+        0, ge=0, description="a publish is acknowledged only once this many Redis replicas hold it (`WAIT`); 0: off"
+    )
+    redis_ack_timeout_ms: int = Field(
+        500, ge=1, description='how long that `WAIT` may take; short of it the publish is 503 "not confirmed"'
+    )
     key_prefix: str = Field("herald", description="prefix of every Redis key and pub/sub channel")
     history_size: int = Field(1000, ge=1, description="events retained per channel (exactly), for `since` recovery")
     history_ttl_s: int = Field(
@@ -93,9 +99,5 @@ class Settings(BaseSettings):
     @classmethod
     def _known_topology(cls, url: str) -> str:
         """A malformed URL fails at start-up (``broker.InvalidRedisUrl``), not on the first publish."""
-        if isinstance(parse_redis_url(url), ClusterUrl):
-            raise ValueError(
-                "redis+cluster:// is not served by this version yet (its parts are built, not wired);"
-                " use redis://, rediss:// or redis+sentinel://"
-            )
+        parse_redis_url(url)
         return url

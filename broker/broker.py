@@ -1,22 +1,22 @@
-"""``RedisBroker``: the ``Broker`` surface over one Redis server (or the embedded one).
+"""``RedisBroker``: the ``Broker`` surface over Redis, whatever its topology.
 
 It wires the publish script, the pub/sub link, the listener with its
 catch-up, the hub, history, presence and the book store around one client.
+What depends on the topology (one server or Sentinel, or Cluster) comes in as
+``broker.wiring.Parts``, chosen by ``open_broker``.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
-from importlib import resources
 from typing import Any
 
-import redis.asyncio as redis
 from redis.exceptions import RedisError
 
 from broker import history
 from broker.catchup import CatchUp, Read, replay_pages
-from broker.connect import close_client, create_redis, dedicated, is_memory, redact
+from broker.connect import create_redis, is_memory, redact
 from broker.errors import Duplicate, Unavailable
 from broker.facade import BrokerOptions, BrokerStats, Published, StoredBook
 from broker.history import HistoryPage, PageQuery
@@ -24,10 +24,8 @@ from broker.hub import Hub
 from broker.keys import BOOKS_CHANNEL, ChannelKeys, book_index_key, book_key, idempotency_key
 from broker.listener import Listener
 from broker.presence import Presence
-from broker.publisher import Publisher
-from broker.pubsub import PubSubLink
-from broker.reads import PageReader
 from broker.types import Event, Offset, Sink, parse_offset
+from broker.wiring import Client, Parts, standalone_parts
 
 log = logging.getLogger(__name__)
 
@@ -58,31 +56,21 @@ class _Subscription:
 
 
 class RedisBroker:
-    def __init__(self, client: redis.Redis, options: BrokerOptions, *, description: str = "redis") -> None:
+    def __init__(self, client: Client, options: BrokerOptions, parts: Parts, *, description: str = "redis") -> None:
         self.client = client
         self.options = options
         self._description = description
+        self._parts = parts
         self.hub = Hub(options.fan_out)
-        self.listener = Listener(self.hub, options.prefix, self.read_page, self._link)
+        self.listener = Listener(self.hub, options.prefix, self.read_page, parts.link)
         self.presence = Presence(client, options.prefix, options.replica_id, options.presence_ttl_s)
-        self._reads = PageReader(client)
-        self._publisher = Publisher(client, resources.files("broker").joinpath("lua/publish.lua").read_text())
 
     @classmethod
     def from_url(cls, url: str, options: BrokerOptions) -> RedisBroker:
+        """``memory://`` or ``redis://``/``rediss://`` (``broker.open_broker`` knows every topology)."""
         description = "embedded in-process Redis (memory://, single replica)" if is_memory(url) else redact(url)
-        return cls(create_redis(url, options.pool_size), options, description=description)
-
-    def _link(self, listener: Listener) -> PubSubLink:
-        return PubSubLink(
-            self.client,
-            probe_client=dedicated(self.client),
-            control=f"{self.options.prefix}:replica:{self.options.replica_id}",
-            probe_s=self.options.probe_s,
-            on_message=listener.on_message,
-            on_lost=listener.on_lost,
-            on_restored=listener.on_restored,
-        )
+        client = create_redis(url, options.pool_size)
+        return cls(client, options, standalone_parts(client, options), description=description)
 
     def describe(self) -> str:
         return self._description
@@ -95,7 +83,7 @@ class RedisBroker:
 
     async def close(self) -> None:
         await self.listener.stop()
-        await close_client(self.client)
+        await self._parts.close()
 
     @property
     def ready(self) -> bool:
@@ -103,7 +91,7 @@ class RedisBroker:
 
     async def ping(self) -> bool:
         try:
-            return bool(await self.client.ping())
+            return await self._parts.ping()
         except (RedisError, OSError):
             return False
 
@@ -123,7 +111,9 @@ class RedisBroker:
 
     async def publish_ephemeral(self, channel: str, frame: str) -> None:
         try:
-            await self.client.publish(self.keys(channel).pubsub, "\n" + frame)
+            await self._parts.ephemeral(self.keys(channel).pubsub, "\n" + frame)
+        except Unavailable:
+            raise
         except (RedisError, OSError) as exc:
             raise Unavailable(UNAVAILABLE) from exc
 
@@ -136,13 +126,13 @@ class RedisBroker:
             script_keys.append(idempotency_key(self.options.prefix, channel, key))
         script_keys += book[1:]
         options = self.options
-        reply = await self._publisher.run(
+        reply = await self._parts.publisher.run(
             script_keys,
             [
                 keys.pubsub,
                 options.history_size,
                 data,
-                "PUBLISH",
+                self._parts.announce,
                 ttl_s,
                 options.idempotency_ttl_s,
                 "1" if key is not None else "0",
@@ -178,7 +168,7 @@ class RedisBroker:
         return subscription
 
     async def read_page(self, channel: str, read: Read) -> HistoryPage:
-        return await self._reads.read(PageQuery(self.keys(channel), read.after, read.count))
+        return await self._parts.reads.read(PageQuery(self.keys(channel), read.after, read.count))
 
     async def history(self, channel: str, since: Offset | None = None, limit: int = 100) -> list[Event]:
         try:

@@ -53,10 +53,14 @@ class NodeLink:
     closed: bool = False
 
     @classmethod
-    async def open(cls, node: ClusterNode, probe_channel: str, timeout_s: float) -> NodeLink:
+    async def open(
+        cls, node: ClusterNode, probe_channel: str, timeout_s: float, client_name: str | None = None
+    ) -> NodeLink:
         # RESP2: pub/sub replies come back from read_response as plain arrays. Under RESP3 (redis-py 8's
         # default) they are pushes, each also handed to a handler that formats it for a debug log.
         kwargs = {**node.connection_kwargs, "decode_responses": False, "protocol": 2}
+        if client_name is not None:  # CLIENT LIST tells an operator whose pub/sub connection this is
+            kwargs["client_name"] = client_name
         conn: AbstractConnection = node.connection_class(**kwargs)
         await asyncio.wait_for(conn.connect(), timeout_s)  # type: ignore[no-untyped-call]
         return cls(node, conn, probe_channel)

@@ -43,21 +43,13 @@ from redis.exceptions import (
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from broker.errors import OutcomeUnknown, Unavailable
+from broker.errors import NotConfirmed, OutcomeUnknown, Unavailable
 
 PLACE_TIMEOUT_S = 2.0
 #: most publishes one pipeline carries; a longer queue is sent as several
 BATCH_LIMIT = 256
 RETRY_PAUSE_S = 0.05
 _NETWORK = (RedisConnectionError, RedisTimeoutError, OSError)
-
-
-class NotConfirmed(Unavailable):
-    """The script ran, but fewer replicas than asked confirmed it in time (it may still be delivered)."""
-
-    def __init__(self, result: Any, acked: int, wanted: int) -> None:
-        super().__init__(f"published but not confirmed by {wanted} replica(s) ({acked} did)")
-        self.result = result
 
 
 class _NotSent(Exception):

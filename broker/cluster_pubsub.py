@@ -15,8 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from redis.asyncio.cluster import ClusterNode, RedisCluster
@@ -25,7 +24,8 @@ from redis.exceptions import RedisError, ResponseError
 
 from broker.cluster_link import SMESSAGE, SSUBSCRIBE, SUNSUBSCRIBE, NodeLink, probe_channel_for
 from broker.errors import Unavailable
-from broker.transport import OnLost, OnMessage, OnRestored
+from broker.pubsub import backoff_delay
+from broker.transport import OnLost, OnMessage, OnRestored, guarded
 
 log = logging.getLogger(__name__)
 
@@ -56,9 +56,11 @@ class ClusterPubSub:
         on_lost: OnLost,
         on_restored: OnRestored,
         confirm_timeout_s: float = CONFIRM_TIMEOUT_S,
+        client_name: str | None = None,
     ) -> None:
         """Same arguments as the standalone ``broker.pubsub.PubSubLink``; ``control`` is this replica's
-        control channel name (``PREFIX:replica:ID``), without a hash tag: the probe adds one per node."""
+        control channel name (``PREFIX:replica:ID``), without a hash tag: the probe adds one per node.
+        ``client_name``: CLIENT SETNAME of every pub/sub connection (no spaces)."""
         if "{" in control:
             raise ValueError("the control channel must not carry a hash tag")
         self._cluster = cluster
@@ -68,6 +70,7 @@ class ClusterPubSub:
         self._on_lost = on_lost
         self._on_restored = on_restored
         self._confirm_timeout_s = confirm_timeout_s
+        self._client_name = client_name
         self._wanted: set[str] = set()
         self._links: dict[str, NodeLink] = {}
         self._where: dict[str, NodeLink] = {}
@@ -92,13 +95,17 @@ class ClusterPubSub:
         return {name: len(link.confirmed) for name, link in self._links.items()}
 
     async def start(self, wait_s: float = REFRESH_TIMEOUT_S) -> None:
-        """Load the slot map (raises ``Unavailable`` when no seed answers within ``wait_s``)."""
-        try:
-            await asyncio.wait_for(self._cluster.initialize(), wait_s)
-        except (RedisError, OSError, TimeoutError) as exc:
-            raise Unavailable("redis cluster is unavailable") from exc
-        self._started = True
+        """Load the slot map, waiting up to ``wait_s``. While no seed answers the transport keeps trying
+        in the background and is not ``ready`` (a replica may start before its Redis, as on one server)."""
         self._prober = asyncio.create_task(self._probe_loop(), name="herald-cluster-probe")
+        await asyncio.wait({self._spawn(self._load())}, timeout=wait_s)
+
+    async def _load(self) -> None:
+        attempt = 0
+        while not await self._refresh(self._cluster.initialize):
+            await asyncio.sleep(backoff_delay(attempt, BACKOFF_BASE_S, BACKOFF_CAP_S))
+            attempt += 1
+        self._started = True
 
     async def stop(self) -> None:
         self._started = False
@@ -112,6 +119,8 @@ class ClusterPubSub:
             await self._close(link)
 
     async def subscribe(self, names: Sequence[str]) -> None:
+        if not self._started:
+            raise Unavailable("redis cluster is unavailable (no slot map yet)")
         added = [name for name in names if name not in self._wanted]
         self._wanted.update(names)
         loop = asyncio.get_running_loop()
@@ -187,10 +196,11 @@ class ClusterPubSub:
         batch[name] = future
         return future
 
-    def _spawn(self, coro: Any) -> None:
+    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
         task = asyncio.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
     async def _flush(self, node: ClusterNode) -> None:
         try:
@@ -223,7 +233,7 @@ class ClusterPubSub:
             probe = probe_channel_for(self._control, self._cluster.nodes_manager.slots_cache, node)
             if probe is None:
                 raise NodeLinkFailed(f"{node.name} owns no slot")
-            link = await NodeLink.open(node, probe, self._confirm_timeout_s)
+            link = await NodeLink.open(node, probe, self._confirm_timeout_s, self._client_name)
             link.start_reading(self._dispatch, self._rejected, self._fail_link)
             confirmed = asyncio.get_running_loop().create_future()
             self._inflight[link.probe_channel] = confirmed
@@ -244,7 +254,7 @@ class ClusterPubSub:
             if channel == link.probe_channel:
                 link.probe_seen = int(payload)
             elif channel in self._wanted:
-                _guarded(self._on_message, channel, payload)
+                guarded(self._on_message, channel, payload)
         elif kind == SSUBSCRIBE:
             link.answered(kind, channel)
             if channel != link.probe_channel:
@@ -316,7 +326,7 @@ class ClusterPubSub:
 
     def _lose(self, names: list[str]) -> None:
         self._to_restore.update(names)
-        _guarded(self._on_lost, sorted(names))
+        guarded(self._on_lost, sorted(names))
         if self._healer is None or self._healer.done():
             self._healer = asyncio.create_task(self._heal(), name="herald-cluster-heal")
 
@@ -337,14 +347,18 @@ class ClusterPubSub:
             if back:
                 attempt = 0
                 log.info("pub/sub re-subscribed %d channel(s)", len(back))
-                _guarded(self._on_restored, back)
+                guarded(self._on_restored, back)
             elif self._to_restore:
-                await asyncio.sleep(random.uniform(0, min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2**attempt)))
+                await asyncio.sleep(backoff_delay(attempt, BACKOFF_BASE_S, BACKOFF_CAP_S))
                 attempt += 1
 
-    async def _refresh(self) -> None:
-        with contextlib.suppress(RedisError, OSError, TimeoutError):
-            await asyncio.wait_for(self._cluster.nodes_manager.initialize(), REFRESH_TIMEOUT_S)
+    async def _refresh(self, load: Callable[[], Awaitable[Any]] | None = None) -> bool:
+        """Reload the slot map (or first ``load`` the client); False when no node answered."""
+        try:
+            await asyncio.wait_for((load or self._cluster.nodes_manager.initialize)(), REFRESH_TIMEOUT_S)
+        except (RedisError, OSError, TimeoutError):
+            return False
+        return True
 
     # -- liveness -------------------------------------------------------------------------
 
@@ -378,11 +392,3 @@ def _fail(future: asyncio.Future[None], exc: BaseException) -> None:
     if not future.done():
         future.set_exception(exc)
         future.exception()  # retrieved: an abandoned confirmation is not an "exception never retrieved"
-
-
-def _guarded(callback: Callable[..., None], *args: Any) -> None:
-    """A failing callback is the owner's bug: logged, never the end of a link's reader or of the healer."""
-    try:
-        callback(*args)
-    except Exception:
-        log.exception("pub/sub callback %r failed", callback)

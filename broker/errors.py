@@ -18,5 +18,20 @@ class OutcomeUnknown(Unavailable):
     """
 
 
+class NotConfirmed(OutcomeUnknown):
+    """The script ran, but fewer replicas than ``HERALD_REDIS_MIN_REPLICAS_ACK`` confirmed it in time.
+
+    An ``OutcomeUnknown``: the event is stored on the master and may be delivered, but a failover
+    now could lose it, so it is not acknowledged (SPEC §9: 503 / ``unavailable``, "not confirmed").
+    """
+
+    def __init__(self, result: object, acked: int, wanted: int) -> None:
+        super().__init__(
+            f"published but not confirmed by {wanted} redis replica(s) in time ({acked} did):"
+            " it may still be delivered (retry with the same idempotency key to be safe)"
+        )
+        self.result = result
+
+
 class Duplicate(BrokerError):
     """The thing being stored already exists (a book with that ISBN); nothing was published."""

@@ -34,6 +34,10 @@ class BrokerOptions:
     presence_ttl_s: float = 30.0
     #: command connections (the pub/sub link has its own)
     pool_size: int = 64
+    #: a publish is acknowledged only once this many Redis replicas hold it (WAIT; 0: off)
+    min_replicas_ack: int = 0
+    #: how long that WAIT may take before the publish is "not confirmed"
+    ack_timeout_ms: int = 500
     #: wraps the local fan-out of one event once, at start (tracing); None: the plain function, no cost
     fan_out: Callable[[Callable[[Event], None]], Callable[[Event], None]] | None = None
 

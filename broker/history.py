@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import redis.asyncio as redis
+from redis.asyncio.cluster import RedisCluster
 
 from broker.keys import ChannelKeys
 from broker.types import LAST_POSITION, Event, Offset, ParsedOffset, parse_offset
@@ -102,7 +103,9 @@ class PageQuery:
         )
 
 
-async def read_after(client: redis.Redis, keys: ChannelKeys, since: Offset, limit: int | None = None) -> HistoryPage:
+async def read_after(
+    client: redis.Redis | RedisCluster, keys: ChannelKeys, since: Offset, limit: int | None = None
+) -> HistoryPage:
     """Events after ``since`` plus the stream's bounds, in one atomic round trip."""
     query = PageQuery(keys, since, limit)
     pipe = client.pipeline(transaction=True)
@@ -110,7 +113,7 @@ async def read_after(client: redis.Redis, keys: ChannelKeys, since: Offset, limi
     return query.parse(await pipe.execute())
 
 
-async def read_latest(client: redis.Redis, keys: ChannelKeys, limit: int) -> list[Event]:
+async def read_latest(client: redis.Redis | RedisCluster, keys: ChannelKeys, limit: int) -> list[Event]:
     """The last ``limit`` retained events, oldest first."""
     entries = await client.xrevrange(keys.stream, max="+", min="-", count=limit)
     return to_events(keys.channel, list(reversed(entries or [])))

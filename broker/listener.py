@@ -24,13 +24,14 @@ from broker.errors import Unavailable
 from broker.history import HistoryPage
 from broker.hub import Hub
 from broker.keys import ChannelKeys, channel_of_pubsub
-from broker.pubsub import PubSubLink, backoff_delay
+from broker.pubsub import backoff_delay
+from broker.transport import PubSubTransport
 from broker.types import Event, ParsedOffset, Sink, parse_offset
 
 log = logging.getLogger(__name__)
 
 PageReader = Callable[[str, Read], Awaitable[HistoryPage]]
-LinkFactory = Callable[["Listener"], PubSubLink]
+LinkFactory = Callable[["Listener"], PubSubTransport]
 
 #: live events one channel buffers while its gap is replayed; more and the gap is re-read instead
 CHANNEL_BUFFER = 10_000

@@ -18,6 +18,7 @@ from importlib import resources
 from typing import Any
 
 import redis.asyncio as redis
+from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisError
 
 from broker.errors import Unavailable
@@ -36,7 +37,7 @@ def _text(value: Any) -> str:
 class Presence:
     def __init__(
         self,
-        client: redis.Redis,
+        client: redis.Redis | RedisCluster,
         prefix: str,
         replica_id: str,
         ttl_s: float = 30.0,

@@ -5,6 +5,10 @@ redis-py's whole per-command path (pool checkout, timeouts, a read); here the
 publishes waiting at the same moment go out as one pipeline, still exactly
 one EVALSHA each, in arrival order (so offsets follow arrival order). A lone
 publish waits one event-loop turn longer, nothing more.
+
+With ``min_replicas_ack`` = N >= 1 (SPEC §9) the pipeline ends with ``WAIT N
+timeout``, on the same connection and in the same round trip: a publish is
+acknowledged only if N replicas hold it, else ``NotConfirmed``.
 """
 
 from __future__ import annotations
@@ -13,10 +17,10 @@ import asyncio
 from typing import Any
 
 import redis.asyncio as redis
+from redis.asyncio.sentinel import MasterNotFoundError
 from redis.exceptions import NoScriptError, RedisError
-from redis.sentinel import MasterNotFoundError
 
-from broker.errors import OutcomeUnknown, Unavailable
+from broker.errors import NotConfirmed, OutcomeUnknown, Unavailable
 
 #: most publishes one pipeline carries; a longer queue is sent as several
 BATCH_LIMIT = 256
@@ -25,9 +29,11 @@ _Call = tuple[list[str], list[Any], "asyncio.Future[Any]"]
 
 
 class Publisher:
-    def __init__(self, client: redis.Redis, source: str) -> None:
+    def __init__(self, client: redis.Redis, source: str, min_replicas_ack: int = 0, ack_timeout_ms: int = 500) -> None:
         self._client = client
         self._script = client.register_script(source)
+        self._min_replicas_ack = min_replicas_ack
+        self._ack_timeout_ms = ack_timeout_ms
         self._waiting: list[_Call] = []
         self._sender: asyncio.Task[None] | None = None
 
@@ -49,23 +55,27 @@ class Publisher:
 
     async def _send(self, batch: list[_Call]) -> None:
         try:
-            results = await self._pipeline(batch)
+            results, acked = await self._pipeline(batch)
             missing = [i for i, result in enumerate(results) if isinstance(result, NoScriptError)]
             if missing:  # Redis restarted or flushed its scripts: nothing of those ran, so run them again
                 await self._client.script_load(self._script.script)
-                for i, result in zip(missing, await self._pipeline([batch[i] for i in missing]), strict=True):
+                again, acked_again = await self._pipeline([batch[i] for i in missing])
+                for i, result in zip(missing, again, strict=True):
                     results[i] = result
+                    acked[i] = acked_again[0]
         except (RedisError, OSError) as exc:
             self._fail(batch, _failure(exc))
             return
         except BaseException:
             self._fail(batch, OutcomeUnknown("the publisher stopped mid-publish: the outcome is unknown"))
             raise
-        for (_, _, future), result in zip(batch, results, strict=True):
+        for i, ((_, _, future), result) in enumerate(zip(batch, results, strict=True)):
             if future.done():
                 continue
             if isinstance(result, (RedisError, OSError)):
                 future.set_exception(Unavailable(f"redis refused the publish: {result}"))
+            elif acked[i] < self._min_replicas_ack:
+                future.set_exception(NotConfirmed(result, acked[i], self._min_replicas_ack))
             else:
                 future.set_result(result)
 
@@ -75,18 +85,26 @@ class Publisher:
             if not future.done():
                 future.set_exception(error)
 
-    async def _pipeline(self, batch: list[_Call]) -> list[Any]:
+    async def _pipeline(self, batch: list[_Call]) -> tuple[list[Any], list[int]]:
+        """Each call's result (errors as values) and how many replicas confirmed it (0 without WAIT)."""
         sha = self._script.sha
-        if len(batch) == 1:
+        if len(batch) == 1 and not self._min_replicas_ack:
             keys, args, _ = batch[0]
             try:
-                return [await self._client.evalsha(sha, len(keys), *keys, *args)]
+                return [await self._client.evalsha(sha, len(keys), *keys, *args)], [0]
             except NoScriptError as exc:
-                return [exc]
+                return [exc], [0]
         pipe = self._client.pipeline(transaction=False)
         for keys, args, _ in batch:
             pipe.evalsha(sha, len(keys), *keys, *args)
-        return list(await pipe.execute(raise_on_error=False))
+        if self._min_replicas_ack:
+            # WAIT counts the replicas holding this connection's writes so far: every script above.
+            pipe.execute_command("WAIT", self._min_replicas_ack, self._ack_timeout_ms)
+        replies = list(await pipe.execute(raise_on_error=False))
+        if not self._min_replicas_ack:
+            return replies, [0] * len(batch)
+        acked = replies.pop()
+        return replies, [0 if isinstance(acked, BaseException) else int(acked)] * len(batch)
 
 
 def _failure(exc: BaseException) -> Unavailable:

@@ -6,14 +6,19 @@ rest of the replica waiting for one, which looks like a Redis outage when
 Redis is only busy. Like the publisher, the reads waiting at the same moment
 go out together, over a few connections at most; a lone read waits one
 event-loop turn longer.
+
+On Redis Cluster a MULTI must stay in one hash slot: given ``group`` (a read's
+slot), a batch goes out as one MULTI per group, concurrently.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 import redis.asyncio as redis
+from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisError
 
 from broker.errors import Unavailable
@@ -28,8 +33,9 @@ _Call = tuple[PageQuery, "asyncio.Future[HistoryPage]"]
 
 
 class PageReader:
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: redis.Redis | RedisCluster, group: Callable[[PageQuery], int] | None = None) -> None:
         self._client = client
+        self._group = group
         self._waiting: list[_Call] = []
         self._sender: asyncio.Task[None] | None = None
 
@@ -57,6 +63,15 @@ class PageReader:
             self._sender = None
 
     async def _send(self, batch: list[_Call]) -> None:
+        if self._group is None:
+            await self._send_one(batch)
+            return
+        groups: dict[int, list[_Call]] = {}
+        for call in batch:
+            groups.setdefault(self._group(call[0]), []).append(call)
+        await asyncio.gather(*(self._send_one(calls) for calls in groups.values()))
+
+    async def _send_one(self, batch: list[_Call]) -> None:
         pipe = self._client.pipeline(transaction=True)
         counts = [query.queue(pipe) for query, _ in batch]
         try:

@@ -9,8 +9,11 @@ serialises subscribe/unsubscribe of one name (a per-channel lock).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
-from typing import Protocol
+from typing import Any, Protocol
+
+log = logging.getLogger(__name__)
 
 #: (pub/sub channel name, raw payload); called synchronously by a reader task: must not await
 OnMessage = Callable[[str, bytes], None]
@@ -35,3 +38,11 @@ class PubSubTransport(Protocol):
         """Returns once Redis confirmed every name; raises ``broker.errors.Unavailable``."""
 
     async def unsubscribe(self, names: Sequence[str]) -> None: ...
+
+
+def guarded(callback: Callable[..., None], *args: Any) -> None:
+    """A failing callback is the owner's bug: logged, never the end of a link's reader or of its healer."""
+    try:
+        callback(*args)
+    except Exception:
+        log.exception("pub/sub callback %r failed", callback)

@@ -1,11 +1,4 @@
-"""Main's ``RedisBroker`` (listener, catch-up, history, presence, books) over Redis Cluster.
-
-Until ``open_broker`` knows ``redis+cluster://``, this module wires it by hand —
-the four points a cluster broker changes (see docs/topologies.md, "Wiring"):
-the client is a ``RedisCluster``, the pub/sub link is ``ClusterPubSub``, the
-publish script runs through ``ClusterScript`` with SPUBLISH, and ephemeral frames
-are SPUBLISHed on their slot's master. Replace
-``cluster_broker`` with ``open_broker(url, options)`` once that exists.
+"""The broker ``open_broker`` makes of a ``redis+cluster://`` URL (listener, catch-up, history, presence, books).
 
 The fault tests are the issue's acceptance shape: a numbered stream published
 through a kill -9 of its master / a migration of its slot is received by a
@@ -18,51 +11,16 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from importlib import resources
 from typing import Any
 
 import pytest
-from redis.asyncio.cluster import RedisCluster
 
-from broker import Broker, BrokerOptions, Event, OutcomeUnknown, Unavailable
-from broker.broker import RedisBroker
-from broker.cluster_publish import ClusterScript, SlotCommands
-from broker.cluster_pubsub import ClusterPubSub
+from broker import Broker, BrokerOptions, Event, OutcomeUnknown, Unavailable, open_broker
 from broker.keys import ChannelKeys, chat_channel
-from broker.listener import Listener
-from tests.cluster.helpers import cluster_client, until
+from tests.cluster.helpers import until
 from tests.helpers.topologies import ClusterTopology
 
 pytestmark = pytest.mark.redis
-
-
-class _SpublishScript:
-    """``Publisher.run`` over ``ClusterScript``, with the script's pub/sub command (ARGV[4]) = SPUBLISH."""
-
-    def __init__(self, client: RedisCluster) -> None:
-        self._script = ClusterScript(client, resources.files("broker").joinpath("lua/publish.lua").read_text())
-
-    async def run(self, keys: list[str], args: list[Any]) -> Any:
-        return await self._script(keys, [*args[:3], "SPUBLISH", *args[4:]])
-
-
-class _ClusterBroker(RedisBroker):
-    def __init__(self, client: RedisCluster, options: BrokerOptions) -> None:
-        super().__init__(client, options, description="redis cluster")  # type: ignore[arg-type]
-        self._publisher = _SpublishScript(client)  # type: ignore[assignment]
-
-    async def publish_ephemeral(self, channel: str, frame: str) -> None:
-        await SlotCommands(self.client).spublish(self.keys(channel).pubsub, "\n" + frame)  # type: ignore[arg-type]
-
-    def _link(self, listener: Listener) -> ClusterPubSub:  # type: ignore[override]
-        return ClusterPubSub(
-            self.client,  # type: ignore[arg-type]
-            control=f"{self.options.prefix}:replica:{self.options.replica_id}",
-            probe_s=self.options.probe_s,
-            on_message=listener.on_message,
-            on_lost=listener.on_lost,
-            on_restored=listener.on_restored,
-        )
 
 
 BrokerFactory = Callable[..., Awaitable[Broker]]
@@ -74,7 +32,7 @@ async def cluster_broker(cluster: ClusterTopology, key_prefix: str) -> AsyncIter
 
     async def make(**options: Any) -> Broker:
         options.setdefault("replica_id", f"replica-{len(brokers) + 1}")
-        broker = _ClusterBroker(cluster_client(cluster), BrokerOptions(prefix=key_prefix, **options))
+        broker = open_broker(cluster.url(), BrokerOptions(prefix=key_prefix, **options))
         brokers.append(broker)
         await broker.start()
         return broker

@@ -16,9 +16,9 @@ from collections.abc import AsyncIterator
 import pytest
 from redis.asyncio.cluster import RedisCluster
 
-from broker.cluster_publish import ClusterScript, NotConfirmed, SlotCommands
+from broker.cluster_publish import ClusterScript, SlotCommands
 from broker.cluster_pubsub import ClusterPubSub
-from broker.errors import OutcomeUnknown, Unavailable
+from broker.errors import NotConfirmed, OutcomeUnknown, Unavailable
 from broker.keys import ChannelKeys
 from tests.cluster.helpers import Recorder, channels_per_master, cluster_client, until
 from tests.helpers.topologies import ClusterTopology

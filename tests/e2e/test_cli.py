@@ -134,10 +134,3 @@ def test_a_short_secret_is_warned_about_once_in_heralds_words() -> None:
     assert run.returncode == 0
     assert run.stdout.count(".") == 2  # a JWT
     assert run.stderr.strip() == "herald token: warning: HERALD_JWT_SECRET is shorter than 32 bytes"
-
-
-def test_a_cluster_url_is_refused_in_one_line_until_it_is_served() -> None:
-    run = herald_env("serve", HERALD_REDIS_URL="redis+cluster://127.0.0.1:7000")
-    assert run.returncode == 2
-    [line] = run.stderr.strip().splitlines()
-    assert "redis+cluster:// is not served by this version yet" in line

@@ -458,3 +458,20 @@ async def test_a_since_from_a_lost_history_in_a_trimmed_room_is_told_once_then_g
     got = [await frame_where(ws, lambda f: f["type"] == "message") for _ in range(5)]
     assert [f["id"] for f in got] == offsets[-5:]  # told once, in the welcome; never closed 4010
     await ws.close()
+
+
+async def test_a_publish_no_redis_replica_confirms_is_answered_503_not_confirmed(
+    redis_server: RedisServer, herald_factory: Callable[..., Herald]
+) -> None:
+    # HERALD_REDIS_MIN_REPLICAS_ACK=1 on a server without replicas: WAIT falls short every time (SPEC §9)
+    herald = herald_factory(redis_server.url, HERALD_REDIS_MIN_REPLICAS_ACK="1", HERALD_REDIS_ACK_TIMEOUT_MS="20")
+    room = f"r{uuid.uuid4().hex[:8]}"
+    async with httpx.AsyncClient(timeout=10) as client:
+        response = await client.post(f"{herald.http}/api/chat/{room}/messages", json={"text": "hi"})
+    assert response.status_code == 503
+    assert "not confirmed" in response.json()["detail"]
+    ws, _ = await connect(herald.ws, room)
+    await send(ws, {"type": "message", "text": "hi"})
+    error = await frame_where(ws, lambda f: f["type"] == "error")
+    assert error["code"] == ErrorCode.UNAVAILABLE and "not confirmed" in error["detail"]
+    await ws.close()

@@ -1,0 +1,112 @@
+"""Two ``herald serve`` replicas on ``redis+cluster://``: chat, GraphQL and presence across replicas,
+rooms over every master, one sharded subscription per replica per channel, one pub/sub connection
+per replica per master."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Callable
+
+import httpx
+import pytest
+from gql import Client, GraphQLRequest
+from gql.transport.aiohttp import AIOHTTPTransport
+from gql.transport.websockets import WebsocketsTransport
+
+from broker.keys import ChannelKeys, chat_channel
+from tests.cluster.helpers import shardnumsub
+from tests.helpers.chat import astatus, connect, frame_where, say, send
+from tests.helpers.servers import Herald
+from tests.helpers.topologies import ClusterTopology
+
+pytestmark = [pytest.mark.redis, pytest.mark.e2e]
+
+WAIT_S = 15.0
+CHAT = "subscription C($room: String!) { chatMessage(room: $room) { id text } }"
+SEND = "mutation S($room: String!, $text: String!) { sendMessage(room: $room, text: $text) { id text } }"
+
+
+def rooms_on_every_master(cluster: ClusterTopology, prefix: str, per_master: int) -> dict[int, list[str]]:
+    """Room names grouped by the master that owns their channel's slot."""
+    found: dict[int, list[str]] = {port: [] for port in cluster.masters()}
+    while any(len(rooms) < per_master for rooms in found.values()):
+        room = f"r{uuid.uuid4().hex[:8]}"
+        owner = cluster.master_of(ChannelKeys.of(prefix, chat_channel(room)).pubsub)
+        if len(found[owner]) < per_master:
+            found[owner].append(room)
+    return found
+
+
+def pubsub_connections(cluster: ClusterTopology, port: int) -> dict[str, int]:
+    """CLIENT LIST on one node: client name -> connections holding sharded subscriptions."""
+    counts: dict[str, int] = {}
+    for client in cluster.client(port).client_list():
+        if int(client.get("ssub", 0)) > 0:
+            counts[client["name"]] = counts.get(client["name"], 0) + 1
+    return counts
+
+
+async def test_replicas_on_a_cluster_chat_across_masters_with_one_link_per_master(
+    cluster: ClusterTopology, herald_factory: Callable[..., Herald], key_prefix: str
+) -> None:
+    a = herald_factory(cluster.url(), "ra", HERALD_HEARTBEAT_S="3600")
+    b = herald_factory(cluster.url(), "rb", HERALD_HEARTBEAT_S="3600")
+    assert "redis cluster" in a.log()
+    assert await astatus(f"{a.http}/ready") == 200 and await astatus(f"{b.http}/ready") == 200
+    spread = rooms_on_every_master(cluster, key_prefix, per_master=2)
+    rooms = [room for group in spread.values() for room in group]
+    on_a = {room: (await connect(a.ws, room))[0] for room in rooms}
+    on_b = {room: (await connect(b.ws, room))[0] for room in rooms}
+
+    async with httpx.AsyncClient(timeout=10) as client:
+        for room in rooms:
+            posted = await client.post(f"{b.http}/api/chat/{room}/messages", json={"text": f"rest {room}"})
+            assert posted.status_code == 202, posted.text
+            await say(on_a[room], f"ws {room}")
+    for room in rooms:
+        for ws in (on_a[room], on_b[room]):
+            texts = [(await frame_where(ws, lambda f: f["type"] == "message"))["text"] for _ in range(2)]
+            assert texts == [f"rest {room}", f"ws {room}"]
+
+    for port, group in spread.items():
+        for room in group:
+            # one sharded subscription per replica, on the master that owns the room
+            assert shardnumsub(cluster, port, ChannelKeys.of(key_prefix, chat_channel(room)).pubsub) == 2
+        # one pub/sub connection per replica on each master
+        assert pubsub_connections(cluster, port) == {"herald-pubsub-ra": 1, "herald-pubsub-rb": 1}
+    for ws in [*on_a.values(), *on_b.values()]:
+        await ws.close()
+
+
+async def test_presence_and_graphql_subscriptions_cross_replicas_on_a_cluster(
+    cluster: ClusterTopology, herald_factory: Callable[..., Herald]
+) -> None:
+    a = herald_factory(cluster.url(), HERALD_HEARTBEAT_S="3600")
+    b = herald_factory(cluster.url(), HERALD_HEARTBEAT_S="3600")
+    room = f"p{uuid.uuid4().hex[:8]}"
+    alice, _ = await connect(a.ws, room, user="alice")
+    await send(alice, {"type": "ping"})
+    await frame_where(alice, lambda f: f["type"] == "pong")
+    bob, _ = await connect(b.ws, room, user="bob")
+    joined = await frame_where(alice, lambda f: f["type"] in ("join", "leave"))  # an ephemeral SPUBLISH
+    assert (joined["type"], joined["user"]) == ("join", "bob")
+    await send(bob, {"type": "presence"})
+    assert (await frame_where(bob, lambda f: f["type"] == "presence"))["users"] == ["alice", "bob"]
+
+    transport = WebsocketsTransport(url=f"{a.ws}/graphql", subprotocols=[WebsocketsTransport.GRAPHQLWS_SUBPROTOCOL])
+    async with Client(transport=transport) as on_a:
+        results = on_a.subscribe(GraphQLRequest(CHAT, variable_values={"room": room}))
+        first = asyncio.ensure_future(anext(results))
+        async with Client(transport=AIOHTTPTransport(url=f"{b.http}/graphql")) as http_b:
+            sent = None
+            async with asyncio.timeout(WAIT_S):
+                while not first.done():  # until the subscription is live on A, B's mutations may precede it
+                    sent = (await http_b.execute(GraphQLRequest(SEND, variable_values={"room": room, "text": "hi"})))[
+                        "sendMessage"
+                    ]
+                    await asyncio.wait({first}, timeout=0.2)
+        got = (await first)["chatMessage"]
+        assert got["text"] == "hi" and sent is not None
+    await alice.close()
+    await bob.close()
