@@ -26,6 +26,7 @@ from herald_client import HeraldClient, ReconnectPolicy, Room
 
 from tests.clients.proxy import FailoverProxy
 from tests.helpers.chat import eventually
+from tests.helpers.proof import peaks
 from tests.helpers.servers import Herald, RedisServer
 
 pytestmark = [pytest.mark.redis, pytest.mark.e2e]
@@ -106,23 +107,6 @@ def accepted_after(herald: Herald, room: str, after: float) -> list[float]:
             if stamp >= after:
                 times.append(stamp)
     return times
-
-
-def peaks(times: list[float]) -> tuple[float, int]:
-    """(the busiest 100 ms, scaled to per second; the most arrivals within any 1 s window)."""
-    if not times:
-        return 0.0, 0
-    times = sorted(times)
-    bins: dict[int, int] = {}
-    for t in times:
-        bins[int((t - times[0]) / 0.1)] = bins.get(int((t - times[0]) / 0.1), 0) + 1
-    busiest_window = 0
-    start = 0
-    for end, t in enumerate(times):
-        while t - times[start] >= 1.0:
-            start += 1
-        busiest_window = max(busiest_window, end - start + 1)
-    return max(bins.values()) / 0.1, busiest_window
 
 
 async def drain_one_replica(draining: Herald, survivor: Herald, room: str, spread_s: float) -> Figures:
