@@ -20,7 +20,6 @@ import os
 import signal
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +29,7 @@ import pytest
 from tests.helpers.chat import eventually
 from tests.helpers.nginx import run_nginx
 from tests.helpers.node import node_modules
-from tests.helpers.proof import peaks
+from tests.helpers.proof import Figures, figures
 from tests.helpers.servers import Herald, RedisServer
 
 pytestmark = [pytest.mark.redis, pytest.mark.e2e]
@@ -44,21 +43,6 @@ ENV = {
     "HERALD_HISTORY_SIZE": "5000",
 }
 WAIT_S = 90.0
-
-
-@dataclass
-class Figures:
-    mode: str
-    clients: int
-    on_drained: int
-    numbers: int
-    lost: int
-    duplicated: int
-    out_of_order: int
-    reconnects: int
-    peak_per_s_100ms: float
-    peak_per_s_1s: int
-    spread_s: float
 
 
 async def publish_numbers(herald: Herald, room: str, published: list[int]) -> None:
@@ -110,33 +94,13 @@ async def drain_one_replica(pair: tuple[Herald, Herald], room: str, mode: str, j
 
     clients = summary["clients"]
     reconnects = [w["t"] for c in clients for w in c["welcomes"] if w["t"] >= sigterm_at]
-    per_100ms, per_1s = peaks(reconnects)
-    expected = list(range(1, NUMBERS + 1))
-    figures = Figures(
-        mode=mode,
-        clients=CLIENTS,
-        on_drained=ready[drained.replica_id],
-        numbers=NUMBERS,
-        lost=sum(len(set(expected) - set(c["numbers"])) for c in clients),
-        duplicated=sum(len(c["numbers"]) - len(set(c["numbers"])) for c in clients),
-        out_of_order=sum(c["numbers"] != sorted(c["numbers"]) for c in clients),
-        reconnects=len(reconnects),
-        peak_per_s_100ms=per_100ms,
-        peak_per_s_1s=per_1s,
-        spread_s=round(max(reconnects) - min(reconnects), 2) if reconnects else 0.0,
-    )
-    print(
-        f"\n[eventsource, SIGTERM proof] {mode}: {figures.clients} clients on the drained replica,"
-        f" {figures.numbers} numbers, lost {figures.lost}, duplicated {figures.duplicated}, out of order"
-        f" {figures.out_of_order}; {figures.reconnects} reconnects to the survivor over {figures.spread_s} s, peak"
-        f" {figures.peak_per_s_100ms:.0f}/s (busiest 100 ms), {figures.peak_per_s_1s} in the busiest second;"
-        f" drained replica exited {exit_status}"
-    )
+    result = figures([c["numbers"] for c in clients], NUMBERS, reconnects)
+    print(f"\n[eventsource, SIGTERM proof] {mode}: {result.describe()}; drained replica exited {exit_status}")
     assert exit_status in (0, -signal.SIGTERM)
     moved = [c for c in clients if c["welcomes"][0]["replica"] == drained.replica_id]
     assert all(c["welcomes"][-1]["replica"] == survivor.replica_id for c in moved)
     assert all(w["recovered"] in (None, True) for c in clients for w in c["welcomes"])  # no gap told
-    return figures
+    return result
 
 
 @pytest.mark.timeout(300)
@@ -144,16 +108,16 @@ async def test_200_eventsource_clients_through_nginx_get_every_number_once_in_or
     redis_server: RedisServer, herald_factory: Callable[..., Herald], room: str, tmp_path: Path
 ) -> None:
     js = await asyncio.to_thread(node_modules)
-    results = []
+    results: list[Figures] = []
     for mode in ("hint", "immediate"):
         pair = (
             await asyncio.to_thread(herald_factory, redis_server.url, **ENV),
             await asyncio.to_thread(herald_factory, redis_server.url, **ENV),
         )
         results.append(await drain_one_replica(pair, f"{room}{mode}", mode, js, tmp_path))
-    for figures in results:
-        assert (figures.lost, figures.duplicated, figures.out_of_order) == (0, 0, 0)
-        assert figures.reconnects == figures.on_drained == CLIENTS
+    for result in results:
+        assert (result.lost, result.duplicated, result.out_of_order) == (0, 0, 0)
+        assert result.reconnects == CLIENTS
     hint, immediate = results
     print(
         f"\n[eventsource, SIGTERM proof] peak reconnects/s at the survivor: {hint.peak_per_s_100ms:.0f} with the"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 
 def peaks(times: list[float]) -> tuple[float, int]:
     """(the busiest 100 ms, scaled to per second; the most arrivals within any 1 s window)."""
@@ -19,3 +21,40 @@ def peaks(times: list[float]) -> tuple[float, int]:
             start += 1
         busiest_window = max(busiest_window, end - start + 1)
     return max(bins.values()) / 0.1, busiest_window
+
+
+@dataclass
+class Figures:
+    clients: int
+    numbers: int
+    lost: int
+    duplicated: int
+    out_of_order: int
+    reconnects: int
+    peak_per_s_100ms: float
+    peak_per_s_1s: int
+    spread_s: float
+
+    def describe(self) -> str:
+        return (
+            f"{self.clients} clients, {self.numbers} numbers, lost {self.lost}, duplicated {self.duplicated},"
+            f" out of order {self.out_of_order}; {self.reconnects} reconnects to the survivor over {self.spread_s} s,"
+            f" peak {self.peak_per_s_100ms:.0f}/s (busiest 100 ms), {self.peak_per_s_1s} in the busiest second"
+        )
+
+
+def figures(received: list[list[int]], numbers: int, reconnects: list[float]) -> Figures:
+    """What each client received of the stream 1..``numbers``, and when the reconnects arrived."""
+    expected = set(range(1, numbers + 1))
+    per_100ms, per_1s = peaks(reconnects)
+    return Figures(
+        clients=len(received),
+        numbers=numbers,
+        lost=sum(len(expected - set(got)) for got in received),
+        duplicated=sum(len(got) - len(set(got)) for got in received),
+        out_of_order=sum(got != sorted(got) for got in received),
+        reconnects=len(reconnects),
+        peak_per_s_100ms=per_100ms,
+        peak_per_s_1s=per_1s,
+        spread_s=round(max(reconnects) - min(reconnects), 2) if reconnects else 0.0,
+    )
