@@ -22,7 +22,7 @@
 //   set `herald.token` and open the room again with `since: room.offset`;
 // - 1009, 4400, 4401, 4406, 4409, 4429, HTTP 400/404/422: the same request would fail again: stop.
 //
-// Works in browsers and in Node 22+ (pass `EventSource` from the npm `eventsource` package there).
+// Written for browsers; other runtimes pass `WebSocket`, `EventSource` and `fetch` to the constructor.
 //
 // The entry point; the rest is in herald/: rules.js (decisions, no I/O), connection.js (the reconnect
 // loop, one WebSocket or EventSource attempt), room.js, subscription.js.
@@ -36,9 +36,10 @@ export {
   classifyClose, classifyStatus, compareOffsets, parseOffset,
 } from "./herald/rules.js";
 
-/** @typedef {{type: string, [field: string]: any}} Frame  a chat frame of SPEC §4 (or {type: "gap", room}) */
-/** @typedef {"connecting" | "open" | "closed"} State */
-/** @typedef {"auto" | "websocket" | "sse"} TransportChoice */
+/** @typedef {import("./herald/rules.js").Frame} Frame */
+/** @typedef {import("./herald/rules.js").State} State */
+/** @typedef {import("./herald/rules.js").TransportChoice} TransportChoice */
+/** @typedef {import("./herald/rules.js").Policy} Policy */
 
 const ROOM_RE = /^[A-Za-z0-9_.-]{1,64}$/; // SPEC §3
 
@@ -62,7 +63,7 @@ export class Herald {
     /** @type {Policy} */
     this.policy = { ...DEFAULT_POLICY, ...policy };
     this.random = random;
-    /** @type {TransportChoice} "auto" until a WebSocket could not be opened ("sse" from then on) */
+    /** @type {TransportChoice} "auto" until the first WebSocket opens ("websocket") or cannot ("sse", for good) */
     this.transport = transport;
     this.WebSocket = impl.WebSocket || globalThis.WebSocket;
     this.EventSource = impl.EventSource || globalThis.EventSource;
