@@ -69,8 +69,13 @@ def build_state(settings: Settings, traces: tracing.Tracing | None = None) -> Ap
     chat = Chat(broker, metrics, max_message_bytes=settings.max_message_bytes)
     graphql = GraphQLService(settings, broker, metrics.counts, books=books, chat=chat)
     connections = Connections(settings.max_connections)
+    sse = SseStreams()
+
+    def open_connections(endpoint: str, transport: str) -> int:
+        return sse.count(endpoint) if transport == "sse" else connections.count(endpoint)
+
     metrics.sources = Sources(
-        connections=connections.count,
+        connections=open_connections,
         reconnects=lambda: broker.stats().reconnects,
         channels=lambda: broker.stats().channels,
         graphql_subscriptions=graphql.subscriptions,
@@ -84,7 +89,7 @@ def build_state(settings: Settings, traces: tracing.Tracing | None = None) -> Ap
         presence=RoomPresence(broker),
         write_limits=WriteLimits(settings.http_rate_limit, settings.http_rate_burst),
         metrics=metrics,
-        sse=SseStreams(),
+        sse=sse,
         books=books,
         chat=chat,
         graphql=graphql,

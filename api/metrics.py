@@ -13,6 +13,9 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+#: ``herald_connections`` labels: every pair is exposed from start-up
+ENDPOINTS = ("chat", "graphql")
+TRANSPORTS = ("websocket", "sse")
 
 
 @dataclass
@@ -28,7 +31,8 @@ class Counts:
 class Sources:
     """Live readings owned by other components, sampled at scrape time."""
 
-    connections: Callable[[str], int]
+    #: open connections of (endpoint, transport)
+    connections: Callable[[str, str], int]
     reconnects: Callable[[], int]
     channels: Callable[[], int]
     graphql_subscriptions: Callable[[], int]
@@ -68,9 +72,12 @@ class _Collector(Collector):
         counts, sources = self._metrics.counts, self._metrics.sources
         if sources is None:
             return
-        connections = GaugeMetricFamily("herald_connections", "Open WebSockets", labels=["endpoint"])
-        for endpoint in ("chat", "graphql"):
-            connections.add_metric([endpoint], sources.connections(endpoint))
+        connections = GaugeMetricFamily(
+            "herald_connections", "Open WebSockets and SSE streams", labels=["endpoint", "transport"]
+        )
+        for endpoint in ENDPOINTS:
+            for transport in TRANSPORTS:
+                connections.add_metric([endpoint, transport], sources.connections(endpoint, transport))
         yield connections
         for name, doc, value in (
             ("herald_messages_published", "Events published by this replica", counts.published),

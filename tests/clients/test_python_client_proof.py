@@ -17,7 +17,6 @@ import random
 import signal
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime
 
 import httpx
@@ -26,6 +25,7 @@ from herald_client import HeraldClient, ReconnectPolicy, Room
 
 from tests.clients.proxy import FailoverProxy
 from tests.helpers.chat import eventually
+from tests.helpers.proof import Figures, figures
 from tests.helpers.servers import Herald, RedisServer
 
 pytestmark = [pytest.mark.redis, pytest.mark.e2e]
@@ -44,19 +44,6 @@ ENV = {
     "HERALD_HTTP_RATE_LIMIT": "100000",  # the stream is published by one writer, faster than the default allows
 }
 WAIT_S = 45.0
-
-
-@dataclass
-class Figures:
-    clients: int
-    numbers: int
-    lost: int
-    duplicated: int
-    out_of_order: int
-    reconnects: int
-    peak_per_s_100ms: float
-    peak_per_s_1s: int
-    spread_s: float
 
 
 class Listener:
@@ -108,23 +95,6 @@ def accepted_after(herald: Herald, room: str, after: float) -> list[float]:
     return times
 
 
-def peaks(times: list[float]) -> tuple[float, int]:
-    """(the busiest 100 ms, scaled to per second; the most arrivals within any 1 s window)."""
-    if not times:
-        return 0.0, 0
-    times = sorted(times)
-    bins: dict[int, int] = {}
-    for t in times:
-        bins[int((t - times[0]) / 0.1)] = bins.get(int((t - times[0]) / 0.1), 0) + 1
-    busiest_window = 0
-    start = 0
-    for end, t in enumerate(times):
-        while t - times[start] >= 1.0:
-            start += 1
-        busiest_window = max(busiest_window, end - start + 1)
-    return max(bins.values()) / 0.1, busiest_window
-
-
 async def drain_one_replica(draining: Herald, survivor: Herald, room: str, spread_s: float) -> Figures:
     proxy = await FailoverProxy([draining.port, survivor.port]).start()
     policy = ReconnectPolicy(restart_spread_s=spread_s)
@@ -168,31 +138,16 @@ async def drain_one_replica(draining: Herald, survivor: Herald, room: str, sprea
 
     reconnects = accepted_after(survivor, room, sigterm_wall)
     assert len(reconnects) == len([t for listener in listeners for t in listener.opened if t > sigterm_at])
-    per_100ms, per_1s = peaks(reconnects)
-    expected = list(range(1, NUMBERS + 1))
-    figures = Figures(
-        clients=CLIENTS,
-        numbers=NUMBERS,
-        lost=sum(len(set(expected) - set(listener.numbers)) for listener in listeners),
-        duplicated=sum(len(listener.numbers) - len(set(listener.numbers)) for listener in listeners),
-        out_of_order=sum(listener.numbers != sorted(listener.numbers) for listener in listeners),
-        reconnects=len(reconnects),
-        peak_per_s_100ms=per_100ms,
-        peak_per_s_1s=per_1s,
-        spread_s=round(max(reconnects) - min(reconnects), 2) if reconnects else 0.0,
-    )
+    result = figures([listener.numbers for listener in listeners], NUMBERS, reconnects)
     print(
-        f"\n[python client, SIGTERM proof] first-delay spread {spread_s} s: {figures.clients} clients,"
-        f" {figures.numbers} numbers, lost {figures.lost}, duplicated {figures.duplicated},"
-        f" out of order {figures.out_of_order}; {figures.reconnects} reconnects to the survivor over"
-        f" {figures.spread_s} s, peak {figures.peak_per_s_100ms:.0f}/s (busiest 100 ms),"
-        f" {figures.peak_per_s_1s} in the busiest second; drained replica exited {exit_status}"
+        f"\n[python client, SIGTERM proof] first-delay spread {spread_s} s: {result.describe()};"
+        f" drained replica exited {exit_status}"
     )
     assert not pending, f"{len(pending)} clients did not get the whole stream within {WAIT_S} s"
     assert exit_status in (0, -signal.SIGTERM)
     assert all(listener.room is not None and listener.room.replica == survivor.replica_id for listener in listeners)
     assert all(listener.gaps == 0 for listener in listeners)
-    return figures
+    return result
 
 
 @pytest.mark.timeout(240)
@@ -204,9 +159,9 @@ async def test_200_clients_on_a_draining_replica_get_every_number_once_in_order_
     spread = await drain_one_replica(first, survivor, f"{room}a", SPREAD_S)
     second = await asyncio.to_thread(herald_factory, redis_server.url, **ENV)
     at_once = await drain_one_replica(second, survivor, f"{room}b", 0.0)
-    for figures in (spread, at_once):
-        assert (figures.lost, figures.duplicated, figures.out_of_order) == (0, 0, 0)
-        assert figures.reconnects == CLIENTS
+    for result in (spread, at_once):
+        assert (result.lost, result.duplicated, result.out_of_order) == (0, 0, 0)
+        assert result.reconnects == CLIENTS
     print(
         f"\n[python client, SIGTERM proof] peak reconnects/s at the survivor: {spread.peak_per_s_100ms:.0f}"
         f" with the jittered first delay (0-{SPREAD_S} s), {at_once.peak_per_s_100ms:.0f} without"

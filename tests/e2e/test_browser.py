@@ -7,14 +7,13 @@ import os
 import signal
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Page, ViewportSize, expect
+from playwright.sync_api import Browser, Page, expect
 
-from tests.helpers.browser import ARTIFACTS, chromium
+from tests.helpers.browser import ARTIFACTS, WAIT_MS, chromium, joined, open_page, say
 from tests.helpers.servers import Herald, RedisServer
 
 pytestmark = [pytest.mark.e2e, pytest.mark.redis]
@@ -22,8 +21,6 @@ pytestmark = [pytest.mark.e2e, pytest.mark.redis]
 DOCS_SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "screenshot.png"
 # Set to 1 to refresh the README's screenshot from a run of the books test.
 UPDATE_SCREENSHOT_ENV = "HERALD_UPDATE_SCREENSHOT"
-VIEWPORT: ViewportSize = {"width": 1000, "height": 650}
-WAIT_MS = 10_000
 
 
 @pytest.fixture(scope="module")
@@ -47,33 +44,6 @@ def browser() -> Iterator[Browser]:
 @pytest.fixture
 def room() -> str:
     return f"room-{uuid.uuid4().hex[:6]}"
-
-
-@contextmanager
-def open_page(browser: Browser, url: str) -> Iterator[Page]:
-    """A page in its own browser context (its own cookies and storage, like another person)."""
-    context = browser.new_context(viewport=VIEWPORT)
-    page = context.new_page()
-    page.set_default_timeout(WAIT_MS)
-    crashes: list[str] = []
-    page.on("pageerror", lambda error: crashes.append(str(error)))
-    try:
-        page.goto(url)
-        yield page
-        assert crashes == [], f"uncaught JavaScript errors on {url}"
-    finally:
-        context.close()
-
-
-def joined(page: Page, replica: Herald) -> None:
-    expect(page.locator("#status")).to_have_text("connected")
-    expect(page.locator("#replica")).to_have_text(f"served by replica {replica.replica_id}")
-
-
-def say(page: Page, text: str) -> None:
-    page.locator("#message-input").fill(text)
-    page.locator("#message-input").press("Enter")
-    expect(page.locator("#message-input")).to_have_value("")
 
 
 def screenshot(page: Page, name: str, for_docs: bool = False) -> None:

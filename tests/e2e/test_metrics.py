@@ -26,10 +26,13 @@ pytestmark = pytest.mark.redis
 WAIT_S = 10.0
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
-# SPEC §6: every one of these is exposed from start-up, before any traffic.
+# SPEC §6: every one of these is exposed from start-up, before any traffic. herald_connections has a
+# `transport` label too ("websocket" | "sse"): herald_connections{endpoint="chat"} sums both, as PromQL would.
 DOCUMENTED = {
-    ("herald_connections", (("endpoint", "chat"),)),
-    ("herald_connections", (("endpoint", "graphql"),)),
+    ("herald_connections", (("endpoint", "chat"), ("transport", "websocket"))),
+    ("herald_connections", (("endpoint", "chat"), ("transport", "sse"))),
+    ("herald_connections", (("endpoint", "graphql"), ("transport", "websocket"))),
+    ("herald_connections", (("endpoint", "graphql"), ("transport", "sse"))),
     ("herald_messages_published_total", ()),
     ("herald_messages_delivered_total", ()),
     ("herald_slow_consumers_total", ()),
@@ -80,7 +83,10 @@ def scrape(herald: Herald) -> Samples:
 
 
 def value(samples: Samples, name: str, **labels: str) -> float:
-    return samples[(name, tuple(sorted(labels.items())))]
+    """The sum of the samples of ``name`` whose labels include ``labels`` (a PromQL selector's sum)."""
+    matching = [v for (n, have), v in samples.items() if n == name and set(labels.items()) <= set(have)]
+    assert matching, f"{name}{labels} not in /metrics"
+    return sum(matching)
 
 
 def wait_until(check: Callable[[], bool]) -> None:
@@ -154,6 +160,30 @@ async def test_chat_traffic_is_counted_and_gauges_fall_back_to_zero(replica: Her
         await ws.close()
     wait_until(lambda: value(scrape(replica), "herald_connections", endpoint="chat") == 0)
     wait_until(lambda: value(scrape(replica), "herald_channels") == 0)
+
+
+async def test_sse_streams_are_counted_as_connections_of_their_endpoint(replica: Herald, room: str) -> None:
+    async with (
+        httpx.AsyncClient(base_url=replica.http, timeout=WAIT_S) as http,
+        http.stream("GET", f"/sse/chat/{room}?user=reader") as chat,
+        http.stream(
+            "POST",
+            "/graphql/stream",
+            json={"query": "subscription { newBook { isbn } }"},
+            headers={"Accept": "text/event-stream"},
+        ) as books,
+        connect(f"{replica.ws}/ws/chat/{room}?user=writer", open_timeout=WAIT_S),
+    ):
+        assert chat.status_code == books.status_code == 200
+        wait_until(lambda: value(scrape(replica), "herald_graphql_subscriptions") == 1)
+        during = scrape(replica)
+        assert value(during, "herald_connections", endpoint="chat", transport="sse") == 1
+        assert value(during, "herald_connections", endpoint="chat", transport="websocket") == 1
+        assert value(during, "herald_connections", endpoint="chat") == 2  # both transports
+        assert value(during, "herald_connections", endpoint="graphql", transport="sse") == 1
+        assert value(during, "herald_connections", endpoint="graphql", transport="websocket") == 0
+    for endpoint in ("chat", "graphql"):
+        wait_until(lambda endpoint=endpoint: value(scrape(replica), "herald_connections", endpoint=endpoint) == 0)
 
 
 async def test_frames_over_the_rate_limit_are_counted_not_published(replica: Herald, room: str) -> None:

@@ -11,11 +11,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from playwright.sync_api import Browser, sync_playwright
+from playwright.sync_api import Browser, Page, ViewportSize, expect, sync_playwright
 
+from tests.helpers.servers import Herald
 from tests.helpers.services import require
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
+VIEWPORT: ViewportSize = {"width": 1000, "height": 650}
+#: how long a page assertion waits (reconnects back off for a while on a busy CI machine)
+WAIT_MS = 10_000
 
 # Headless in a container: no sandbox (often no user namespaces), no GPU, and none of
 # the background traffic (updates, sync, QUIC probes) that would leave 127.0.0.1.
@@ -40,3 +44,30 @@ def chromium() -> Iterator[Browser]:
             yield browser
         finally:
             browser.close()
+
+
+@contextmanager
+def open_page(browser: Browser, url: str) -> Iterator[Page]:
+    """A page in its own browser context (its own cookies and storage, like another person)."""
+    context = browser.new_context(viewport=VIEWPORT)
+    page = context.new_page()
+    page.set_default_timeout(WAIT_MS)
+    crashes: list[str] = []
+    page.on("pageerror", lambda error: crashes.append(str(error)))
+    try:
+        page.goto(url)
+        yield page
+        assert crashes == [], f"uncaught JavaScript errors on {url}"
+    finally:
+        context.close()
+
+
+def joined(page: Page, replica: Herald) -> None:
+    expect(page.locator("#status")).to_have_text("connected")
+    expect(page.locator("#replica")).to_have_text(f"served by replica {replica.replica_id}")
+
+
+def say(page: Page, text: str) -> None:
+    page.locator("#message-input").fill(text)
+    page.locator("#message-input").press("Enter")
+    expect(page.locator("#message-input")).to_have_value("")

@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 import orjson
 import websockets
+from prometheus_client.parser import text_string_to_metric_families
 from websockets.asyncio.client import ClientConnection
 
 Frame = dict[str, Any]
@@ -44,10 +45,20 @@ async def until_metric(base_url: str, name: str, value: float, within: float, la
 
 
 def _sample(text: str, name: str, labels: str) -> float:
-    selector = re.escape(name + (f"{{{labels}}}" if labels else ""))
-    match = re.search(rf"^{selector} (\S+)$", text, re.MULTILINE)
-    assert match is not None, f"{name}{{{labels}}} not in /metrics"
-    return float(match.group(1))
+    """The sum of the samples of ``name`` (``name{a="b"}`` works too) whose labels include ``labels``,
+    as a PromQL selector's sum: ``herald_connections{endpoint="chat"}`` counts every transport."""
+    if "{" in name:
+        name, _, inline = name.partition("{")
+        labels = ",".join(part for part in (inline.rstrip("}"), labels) if part)
+    wanted = set(re.findall(r'(\w+)="([^"]*)"', labels))
+    matching = [
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == name and wanted <= set(sample.labels.items())
+    ]
+    assert matching, f"{name}{{{labels}}} not in /metrics"
+    return float(sum(matching))
 
 
 def wait_until(check: Callable[[], bool], timeout: float, what: str, interval: float = 0.05) -> float:

@@ -57,8 +57,21 @@ def _compiled_without(binary: str) -> set[str]:
     return set(re.findall(r"--without-http_(\w+?)_module", info))
 
 
-def render_config(upstreams: list[int], listen_port: int, workdir: Path, binary: str | None = None) -> Path:
-    """Write deploy/nginx.conf rewritten for 127.0.0.1 upstreams into workdir; return its path."""
+def render_config(
+    upstreams: list[int],
+    listen_port: int,
+    workdir: Path,
+    binary: str | None = None,
+    *,
+    websockets: bool = True,
+    backups: int = 0,
+) -> Path:
+    """Write deploy/nginx.conf rewritten for 127.0.0.1 upstreams into workdir; return its path.
+
+    ``websockets=False``: the proxy passes no ``Upgrade`` (as an HTTP proxy that does not know
+    WebSockets), so every WebSocket handshake through it fails while plain HTTP and SSE work.
+    ``backups``: the last that many upstreams get traffic only when the others refuse it (a failover pair).
+    """
     if not upstreams:
         raise ValueError("need at least one upstream port")
     text = NGINX_CONF.read_text()
@@ -71,9 +84,18 @@ def render_config(upstreams: list[int], listen_port: int, workdir: Path, binary:
     block = match.group(2)
     indent = block[: len(block) - len(block.lstrip())]
     params = [p for p in block.strip().rstrip(";").split()[2:] if p != "resolve"]
-    servers = "\n".join(f"{indent}{' '.join(['server', f'127.0.0.1:{port}', *params])};" for port in upstreams)
+    primaries = len(upstreams) - backups
+    servers = "\n".join(
+        f"{indent}{' '.join(['server', f'127.0.0.1:{port}', *params, *(['backup'] if i >= primaries else [])])};"
+        for i, port in enumerate(upstreams)
+    )
     text = text[: match.start(2)] + servers + text[match.end(2) :]
 
+    if not websockets:
+        text = _sub_once(r"^(\s*)proxy_set_header Upgrade \$http_upgrade;", r'\g<1>proxy_set_header Upgrade "";', text)
+        text = _sub_once(
+            r"^(\s*)proxy_set_header Connection \$connection_upgrade;", r"\g<1>proxy_set_header Connection close;", text
+        )
     text = _sub_once(r"^(\s*)listen\s+80;", rf"\g<1>listen 127.0.0.1:{listen_port};", text)
     text = _sub_once(r"^(\s*)worker_processes\s+[^;]+;", r"\g<1>worker_processes 1;", text)
     text = _sub_once(r"^(\s*)pid\s+[^;]+;", rf"\g<1>pid {workdir / 'nginx.pid'};", text)
@@ -129,13 +151,13 @@ def _accepts(port: int) -> bool:
 
 
 @contextmanager
-def run_nginx(upstreams: list[int], tmp_path: Path) -> Iterator[int]:
+def run_nginx(upstreams: list[int], tmp_path: Path, *, websockets: bool = True, backups: int = 0) -> Iterator[int]:
     """Start nginx with the repo config in front of 127.0.0.1:<upstreams>; yield its port."""
     binary = require_nginx()
     workdir = tmp_path / "nginx"
     workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
-    conf = render_config(upstreams, port, workdir, binary)
+    conf = render_config(upstreams, port, workdir, binary, websockets=websockets, backups=backups)
     with (workdir / "stderr.log").open("wb") as stderr:
         proc = subprocess.Popen(
             [*_base_args(binary, workdir, conf), "-g", "daemon off;"],

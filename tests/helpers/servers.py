@@ -168,6 +168,13 @@ class Herald:
         self.process = None
         return code
 
+    def kill(self) -> int:
+        """SIGKILL and wait: the replica dies mid-stream, no close frame, no goodbye."""
+        assert self.process is not None
+        code = _stop(self.process, signal.SIGKILL)
+        self.process = None
+        return code
+
     def stop(self) -> None:
         if self.process is not None:
             _stop(self.process)
