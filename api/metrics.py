@@ -13,9 +13,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-#: ``herald_connections`` labels: every pair is exposed from start-up
+#: ``herald_connections`` / ``herald_sse_streams`` labels: every one is exposed from start-up
 ENDPOINTS = ("chat", "graphql")
-TRANSPORTS = ("websocket", "sse")
 
 
 @dataclass
@@ -72,13 +71,18 @@ class _Collector(Collector):
         counts, sources = self._metrics.counts, self._metrics.sources
         if sources is None:
             return
-        connections = GaugeMetricFamily(
-            "herald_connections", "Open WebSockets and SSE streams", labels=["endpoint", "transport"]
+        # SPEC §6 fixes herald_connections' label set to {endpoint}: it counts both transports, and the
+        # SSE share has a gauge of its own rather than a second label scrapers of the spec would not expect.
+        connections = GaugeMetricFamily("herald_connections", "Open WebSockets and SSE streams", labels=["endpoint"])
+        streams = GaugeMetricFamily(
+            "herald_sse_streams", "Open SSE streams (in herald_connections too)", labels=["endpoint"]
         )
         for endpoint in ENDPOINTS:
-            for transport in TRANSPORTS:
-                connections.add_metric([endpoint, transport], sources.connections(endpoint, transport))
+            sse = sources.connections(endpoint, "sse")
+            connections.add_metric([endpoint], sources.connections(endpoint, "websocket") + sse)
+            streams.add_metric([endpoint], sse)
         yield connections
+        yield streams
         for name, doc, value in (
             ("herald_messages_published", "Events published by this replica", counts.published),
             ("herald_messages_delivered", "Frames handed to local clients", counts.delivered),
