@@ -11,6 +11,7 @@ from api.books import Books
 from api.chat import Chat
 from api.identity import Access, identify
 from api.limits import writer_key
+from api.presence import RoomPresence
 from api.state import AppState
 from api.ws.chat_protocol import MAX_KEY_CHARS
 
@@ -26,6 +27,10 @@ def get_books(request: Request) -> Books:
 
 def get_chat(request: Request) -> Chat:
     return get_state(request).chat
+
+
+def get_presence(request: Request) -> RoomPresence:
+    return get_state(request).presence
 
 
 def get_writer(request: Request) -> Principal:
@@ -48,6 +53,7 @@ def get_reader(request: Request) -> Principal | None:
 StateDep = Annotated[AppState, Depends(get_state)]
 BooksDep = Annotated[Books, Depends(get_books)]
 ChatDep = Annotated[Chat, Depends(get_chat)]
+PresenceDep = Annotated[RoomPresence, Depends(get_presence)]
 WriterDep = Annotated[Principal, Depends(get_writer)]
 ReaderDep = Annotated[Principal | None, Depends(get_reader)]
 IdempotencyKey = Annotated[

@@ -61,6 +61,13 @@ class MessageAccepted(BaseModel):
     id: str = Field(description="offset of the published event")
 
 
+class RoomPresenceOut(BaseModel):
+    """The same list a WebSocket's ``presence`` request answers (SPEC §5): cluster-wide, sorted."""
+
+    room: str
+    users: list[str]
+
+
 class ChatMessage(BaseModel):
     id: str
     room: str

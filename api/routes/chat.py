@@ -1,4 +1,4 @@
-"""``/api/chat/{room}/messages``: publish over HTTP, read retained history (``api.chat``)."""
+"""``/api/chat/{room}/…``: publish over HTTP, read retained history (``api.chat``) and who is present."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from typing import Annotated
 import orjson
 from fastapi import APIRouter, Path, Query, status
 
-from api.deps import ChatDep, IdempotencyKey, ReaderDep, WriterDep
-from api.models import ROOM_PATTERN, ChatMessage, MessageAccepted, MessageIn, valid_since
+from api.deps import ChatDep, IdempotencyKey, PresenceDep, ReaderDep, WriterDep
+from api.models import ROOM_PATTERN, ChatMessage, MessageAccepted, MessageIn, RoomPresenceOut, valid_since
 
 router = APIRouter(prefix="/api/chat", tags=["chat"])
 
@@ -36,3 +36,12 @@ async def get_messages(
         reader.check_room(room)
     events = await chat.history(room, valid_since(since), limit)
     return [ChatMessage(id=event.offset or "", **orjson.loads(event.data)) for event in events]
+
+
+@router.get("/{room}/presence", response_model=RoomPresenceOut)
+async def get_presence(room: RoomPath, presence: PresenceDep, reader: ReaderDep) -> RoomPresenceOut:
+    """Who has a connection open in the room (WebSocket or SSE), on any replica: what a ``presence``
+    frame answers on the WebSocket, for clients that have only HTTP (the SSE transport)."""
+    if reader is not None:
+        reader.check_room(room)
+    return RoomPresenceOut(room=room, users=await presence.users(room))

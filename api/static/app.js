@@ -86,10 +86,6 @@ function renderPresence(users) {
 }
 
 async function refreshPresence(room) {
-  if (room.transport === "sse") {
-    $("presence").replaceChildren(el("li", { class: "unknown" }, "(needs a WebSocket)"));
-    return;
-  }
   try {
     renderPresence(await room.presence());
   } catch { /* the room closed or reconnects: the next welcome asks again */ }

@@ -131,6 +131,25 @@ export class Herald {
     throw new HeraldError(unknown ? "outcome_unknown" : "unavailable", `${detail} (after ${this.policy.requestAttempts} attempts)`);
   }
 
+  /**
+   * Who has a connection open in `room`, cluster-wide, over HTTP (GET /api/chat/{room}/presence): what
+   * `room.presence()` asks on an SSE transport. Rejects with "auth", "refused" or "unavailable".
+   * @returns {Promise<string[]>}
+   */
+  async presence(/** @type {string} */ room) {
+    let response;
+    try {
+      response = await this.fetch(`${this.httpBase}/api/chat/${encodeURIComponent(room)}/presence`, { headers: this.headers() });
+    } catch (err) {
+      throw new HeraldError("unavailable", String(err));
+    }
+    const body = await response.json().catch(() => ({}));
+    if (response.status === 200) return body.users;
+    const detail = `HTTP ${response.status}: ${JSON.stringify(body.detail)}`;
+    if (response.status === 401 || response.status === 403) throw new HeraldError("auth", detail, response.status);
+    throw new HeraldError(response.status === 503 ? "unavailable" : "refused", detail, response.status);
+  }
+
   /** @returns {Record<string, string>} */
   headers() { return this.token ? { Authorization: `Bearer ${this.token}` } : {}; }
 

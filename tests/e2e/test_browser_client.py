@@ -154,10 +154,10 @@ def test_a_proxy_that_passes_no_websocket_gets_the_page_onto_server_sent_events(
         ):
             expect(alice.locator("#status")).to_have_text("connected")
             expect(alice.locator("#transport")).to_have_text("server-sent events")
-            expect(alice.locator("#presence li")).to_have_text(["(needs a WebSocket)"])
             joined(bob, two)
             expect(bob.locator("#transport")).to_have_text("WebSocket")
             expect(bob.locator("#presence li")).to_have_text(["alice", "bob"])  # an SSE reader is present too
+            expect(alice.locator("#presence li")).to_have_text(["alice", "bob"])  # asked over HTTP
 
             say(alice, "sent with POST, read over SSE")
             expect(bob.locator("#messages .message .text")).to_have_text(["sent with POST, read over SSE"])

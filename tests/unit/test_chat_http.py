@@ -186,6 +186,24 @@ def test_a_message_posted_over_http_reaches_the_rooms_sockets(client: TestClient
     }
 
 
+def test_presence_over_http_lists_the_rooms_users_as_a_presence_frame_does(client: TestClient) -> None:
+    assert client.get("/api/chat/lobby/presence").json() == {"room": "lobby", "users": []}
+    with (
+        client.websocket_connect("/ws/chat/lobby?user=zed") as zed,
+        client.websocket_connect("/ws/chat/lobby?user=ann") as ann,
+        client.websocket_connect("/ws/chat/other?user=bob") as bob,
+    ):
+        for ws in (zed, ann, bob):
+            assert ws.receive_json()["type"] == "welcome"
+        ann.send_json({"type": "presence"})
+        frame = ann.receive_json()
+        while frame["type"] != "presence":  # join frames of the others come first
+            frame = ann.receive_json()
+        assert client.get("/api/chat/lobby/presence").json() == {"room": "lobby", "users": ["ann", "zed"]}
+        assert frame["users"] == ["ann", "zed"]
+    assert client.get("/api/chat/lobby/presence").json()["users"] == []
+
+
 # -- health and readiness -----------------------------------------------------------------
 
 

@@ -30,6 +30,7 @@ def bearer(channels: list[str] | None = None) -> dict[str, str]:
 
 POST_CHAT = "`POST /api/chat/{room}/messages`"
 GET_CHAT = "`GET /api/chat/{room}/messages"
+GET_PRESENCE = "`GET /api/chat/{room}/presence`"
 POST_BOOK = "`POST /api/books`"
 GET_BOOK = "`GET /api/books/{isbn}`"
 
@@ -51,6 +52,10 @@ CASES: list[tuple[str, int, bool, Request]] = [
     (GET_CHAT, 403, True, lambda c: c.get("/api/chat/lobby/messages", headers=bearer(["dev"]))),
     (GET_CHAT, 422, False, lambda c: c.get("/api/chat/lobby/messages?since=yesterday")),
     (GET_CHAT, 422, False, lambda c: c.get("/api/chat/lobby/messages?limit=1001")),
+    (GET_PRESENCE, 200, False, lambda c: c.get("/api/chat/lobby/presence")),
+    (GET_PRESENCE, 401, True, lambda c: c.get("/api/chat/lobby/presence", headers={"Authorization": "Bearer forged"})),
+    (GET_PRESENCE, 403, True, lambda c: c.get("/api/chat/lobby/presence", headers=bearer(["dev"]))),
+    (GET_PRESENCE, 422, False, lambda c: c.get("/api/chat/bad%20room/presence")),
     (POST_BOOK, 201, False, lambda c: c.post("/api/books", json={"isbn": "1", "title": "t", "author": "a"})),
     (POST_BOOK, 401, True, lambda c: c.post("/api/books", json={"isbn": "1", "title": "t", "author": "a"})),
     (POST_BOOK, 422, False, lambda c: c.post("/api/books", json={"isbn": "1"})),

@@ -49,9 +49,9 @@ export class Room {
     return String(answer.id);
   }
 
-  /** The users with an open connection in this room, cluster-wide (needs the WebSocket transport). */
+  /** The users with an open connection in this room, cluster-wide (on SSE: GET /api/chat/{room}/presence). */
   async presence() {
-    if (this.transport === "sse") throw new HeraldError("unsupported", "presence requests need a WebSocket");
+    if (this.transport === "sse") return this.herald.presence(this.name);
     const answer = await this.requests.call({ type: "presence" }, null);
     return /** @type {string[]} */ (answer.users || []);
   }
@@ -105,7 +105,7 @@ export class Room {
 
   /** A request that waited for a socket that never opened, done over HTTP (after a fallback). */
   async overHttp(/** @type {any} */ frame) {
-    if (frame.type !== "message") throw new HeraldError("unsupported", "presence requests need a WebSocket");
+    if (frame.type === "presence") return { type: "presence", room: this.name, users: await this.herald.presence(this.name) };
     return { type: "ack", key: frame.key, id: await this.herald.publish(this.name, frame.text, { key: frame.key }) };
   }
 

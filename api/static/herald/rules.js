@@ -72,7 +72,7 @@ export function classifyStatus(status) {
  * What the client raises or reports. `kind`: "auth" (new token needed), "protocol" (retrying
  * cannot help), "refused" (an error frame: bad_request, forbidden, rate_limited after retries),
  * "graphql" (a subscription's errors), "unavailable" (not published), "outcome_unknown" (maybe
- * published: retry with the same key), "closed" (the room was closed), "unsupported".
+ * published: retry with the same key), "closed" (the room was closed).
  */
 export class HeraldError extends Error {
   /** @param {string} kind @param {string} message @param {number | string} [code] */
