@@ -179,3 +179,40 @@ def test_a_proxy_that_passes_no_websocket_gets_the_page_onto_server_sent_events(
             )
             assert response.status_code == 201, response.text
             expect(alice.locator(f"#books li[data-isbn='{isbn}']")).to_contain_text("Kindred by Octavia E. Butler")
+
+
+SUBSCRIBE_CHAT = """async ([room]) => {
+  const { Herald } = await import("/static/herald.js");
+  window.texts = [];
+  window.herald = new Herald({ url: location.origin });
+  await new Promise((subscribed, failed) => {
+    herald.subscribe(
+      "subscription ($room: String!, $since: String) { chatMessage(room: $room, since: $since) { id text } }",
+      { room },
+      {
+        next: (result) => window.texts.push(result.data.chatMessage.text),
+        error: failed,
+        onState: (state) => state === "open" && subscribed(),
+      },
+    );
+  });
+}"""
+
+
+def test_a_graphql_subscription_resumes_with_since_after_its_replica_is_killed(
+    pair: tuple[Herald, Herald], browser: Browser, room: str, tmp_path: Path
+) -> None:
+    total, kill_at = 60, 20
+    doomed, survivor = pair
+    # the second upstream is nginx's backup: the subscription starts on `doomed`, then has only `survivor`
+    with run_nginx([doomed.port, survivor.port], tmp_path, backups=1) as port:
+        with open_page(browser, f"http://127.0.0.1:{port}/") as page:
+            page.evaluate(SUBSCRIBE_CHAT, [room])
+            for number in range(1, total + 1):
+                post(survivor, room, str(number))
+                if number == kill_at:
+                    doomed.kill()
+                time.sleep(0.02)  # a steady stream, not a synchronisation
+            page.wait_for_function(f"window.texts.length >= {total}", timeout=RECOVER_MS)
+            time.sleep(0.3)  # anything extra (a duplicate) would arrive now
+            assert page.evaluate("window.texts") == [str(n) for n in range(1, total + 1)]
