@@ -1,30 +1,23 @@
 """Two ``herald serve`` replicas on ``redis+cluster://``: chat, GraphQL and presence across replicas,
 rooms over every master, one sharded subscription per replica per channel, one pub/sub connection
-per replica per master."""
+per replica per master; a numbered stream through a slot migration. (kill -9: test_herald_failover.py)"""
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import Callable
 
 import httpx
 import pytest
-from gql import Client, GraphQLRequest
-from gql.transport.aiohttp import AIOHTTPTransport
-from gql.transport.websockets import WebsocketsTransport
 
 from broker.keys import ChannelKeys, chat_channel
 from tests.cluster.helpers import shardnumsub
-from tests.helpers.chat import astatus, connect, frame_where, say, send
+from tests.cluster.serving import numbered_stream_through, presence_and_graphql_cross_replicas
+from tests.helpers.chat import astatus, connect, frame_where, say
 from tests.helpers.servers import Herald
 from tests.helpers.topologies import ClusterTopology
 
 pytestmark = [pytest.mark.redis, pytest.mark.e2e]
-
-WAIT_S = 15.0
-CHAT = "subscription C($room: String!) { chatMessage(room: $room) { id text } }"
-SEND = "mutation S($room: String!, $text: String!) { sendMessage(room: $room, text: $text) { id text } }"
 
 
 def rooms_on_every_master(cluster: ClusterTopology, prefix: str, per_master: int) -> dict[int, list[str]]:
@@ -84,29 +77,21 @@ async def test_presence_and_graphql_subscriptions_cross_replicas_on_a_cluster(
 ) -> None:
     a = herald_factory(cluster.url(), HERALD_HEARTBEAT_S="3600")
     b = herald_factory(cluster.url(), HERALD_HEARTBEAT_S="3600")
-    room = f"p{uuid.uuid4().hex[:8]}"
-    alice, _ = await connect(a.ws, room, user="alice")
-    await send(alice, {"type": "ping"})
-    await frame_where(alice, lambda f: f["type"] == "pong")
-    bob, _ = await connect(b.ws, room, user="bob")
-    joined = await frame_where(alice, lambda f: f["type"] in ("join", "leave"))  # an ephemeral SPUBLISH
-    assert (joined["type"], joined["user"]) == ("join", "bob")
-    await send(bob, {"type": "presence"})
-    assert (await frame_where(bob, lambda f: f["type"] == "presence"))["users"] == ["alice", "bob"]
+    await presence_and_graphql_cross_replicas(a, b)
 
-    transport = WebsocketsTransport(url=f"{a.ws}/graphql", subprotocols=[WebsocketsTransport.GRAPHQLWS_SUBPROTOCOL])
-    async with Client(transport=transport) as on_a:
-        results = on_a.subscribe(GraphQLRequest(CHAT, variable_values={"room": room}))
-        first = asyncio.ensure_future(anext(results))
-        async with Client(transport=AIOHTTPTransport(url=f"{b.http}/graphql")) as http_b:
-            sent = None
-            async with asyncio.timeout(WAIT_S):
-                while not first.done():  # until the subscription is live on A, B's mutations may precede it
-                    sent = (await http_b.execute(GraphQLRequest(SEND, variable_values={"room": room, "text": "hi"})))[
-                        "sendMessage"
-                    ]
-                    await asyncio.wait({first}, timeout=0.2)
-        got = (await first)["chatMessage"]
-        assert got["text"] == "hi" and sent is not None
-    await alice.close()
-    await bob.close()
+
+async def test_a_numbered_stream_through_a_slot_migration_arrives_exactly_once_in_order(
+    cluster: ClusterTopology, herald_factory: Callable[..., Herald], key_prefix: str
+) -> None:
+    a = herald_factory(cluster.url(), HERALD_HEARTBEAT_S="3600", HERALD_PUBSUB_PROBE_S="1")
+    b = herald_factory(cluster.url(), HERALD_HEARTBEAT_S="3600", HERALD_PUBSUB_PROBE_S="1")
+    room = f"m{uuid.uuid4().hex[:8]}"
+    stream = ChannelKeys.of(key_prefix, chat_channel(room)).stream
+    target = next(port for port in cluster.masters() if port != cluster.master_of(stream))
+
+    figures = await numbered_stream_through(room, lambda: cluster.migrate_slot_of(stream, target), b, [a, b])
+
+    print("\n" + figures.line("herald serve on a cluster, slot migration mid-stream"))
+    assert figures.lost == [] and figures.duplicated == 0
+    assert figures.received == sorted(figures.received), "out of order"
+    assert cluster.master_of(stream) == target
