@@ -43,7 +43,8 @@ from redis.exceptions import (
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from broker.errors import NotConfirmed, OutcomeUnknown, Unavailable
+from broker.cluster_connect import master_of_slot
+from broker.errors import REDIS_FAILURES, NotConfirmed, OutcomeUnknown, Unavailable
 
 PLACE_TIMEOUT_S = 2.0
 #: most publishes one pipeline carries; a longer queue is sent as several
@@ -78,7 +79,7 @@ class SlotCommands:
         last: BaseException | None = None
         while loop.time() < deadline:
             try:
-                node = asking or self._cluster.nodes_manager.get_node_from_slot(slot)
+                node = asking or master_of_slot(self._cluster, slot)
             except SlotNotCoveredError as exc:
                 last = exc
                 await self._pause()
@@ -118,7 +119,7 @@ class SlotCommands:
         """Refresh the slot map, then a short pause before the next attempt."""
         try:
             await asyncio.wait_for(self._cluster.nodes_manager.initialize(), self._place_timeout_s)
-        except (RedisError, OSError, TimeoutError):
+        except (*REDIS_FAILURES, TimeoutError):
             pass  # the next attempt (or the deadline) decides
         await asyncio.sleep(RETRY_PAUSE_S)
 
@@ -201,7 +202,7 @@ class ClusterScript(SlotCommands):
             raise ValueError(f"keys must share one hash slot, got {len(slots)}")
         call = _Call(slots.pop(), ("EVALSHA", self._sha, len(keys), *keys, *args), asyncio.Future())
         try:
-            node = self._cluster.nodes_manager.get_node_from_slot(call.slot)
+            node = master_of_slot(self._cluster, call.slot)
         except SlotNotCoveredError:
             self._again(call)
         else:
@@ -209,7 +210,10 @@ class ClusterScript(SlotCommands):
             if node.name not in self._senders:  # one sender per node: batches never overtake each other
                 self._senders.add(node.name)
                 self._spawn(self._send_all(node))
-        result, acked = await call.future
+        try:
+            result, acked = await call.future
+        except (*REDIS_FAILURES, _NotSent) as exc:  # an error reply (the script refused), or nothing sent
+            raise Unavailable(f"redis refused the publish: {exc}") from exc
         if self._wait and acked < self._min_replicas_ack:
             raise NotConfirmed(result, acked, self._min_replicas_ack)
         return result

@@ -19,9 +19,8 @@ from typing import Any
 
 import redis.asyncio as redis
 from redis.asyncio.cluster import RedisCluster
-from redis.exceptions import RedisError
 
-from broker.errors import Unavailable
+from broker.errors import REDIS_FAILURES, Unavailable
 from broker.history import HistoryPage, PageQuery
 
 #: most reads one MULTI/EXEC carries
@@ -76,7 +75,7 @@ class PageReader:
         counts = [query.queue(pipe) for query, _ in batch]
         try:
             replies: list[Any] = await pipe.execute()
-        except (RedisError, OSError) as exc:
+        except REDIS_FAILURES as exc:
             for _, future in batch:
                 if not future.done():
                     future.set_exception(Unavailable(f"redis is unavailable ({exc})"))

@@ -4,6 +4,7 @@ per replica per master; a numbered stream through a slot migration. (kill -9: te
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Callable
 
@@ -13,11 +14,13 @@ import pytest
 from broker.keys import ChannelKeys, chat_channel
 from tests.cluster.helpers import shardnumsub
 from tests.cluster.serving import numbered_stream_through, presence_and_graphql_cross_replicas
-from tests.helpers.chat import astatus, connect, frame_where, say
+from tests.helpers.chat import astatus, connect, eventually, frame_where, say
 from tests.helpers.servers import Herald
 from tests.helpers.topologies import ClusterTopology
 
 pytestmark = [pytest.mark.redis, pytest.mark.e2e]
+
+WAIT_S = 30.0
 
 
 def rooms_on_every_master(cluster: ClusterTopology, prefix: str, per_master: int) -> dict[int, list[str]]:
@@ -95,3 +98,29 @@ async def test_a_numbered_stream_through_a_slot_migration_arrives_exactly_once_i
     assert figures.lost == [] and figures.duplicated == 0
     assert figures.received == sorted(figures.received), "out of order"
     assert cluster.master_of(stream) == target
+
+
+async def test_a_replica_whose_cluster_is_unreachable_serves_503s_until_it_is_up(
+    herald_factory: Callable[..., Herald], tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    late = ClusterTopology(tmp_path_factory.mktemp("late"))  # its ports, not started yet
+    seeds = ",".join(f"127.0.0.1:{port}" for port in late.nodes)
+    herald = herald_factory(f"redis+cluster://{seeds}", HERALD_HEARTBEAT_S="3600")
+
+    async def ready() -> bool:
+        return await astatus(f"{herald.http}/ready") == 200
+
+    async with httpx.AsyncClient(timeout=10) as client:
+        assert not await ready()
+        refused = await client.post(f"{herald.http}/api/chat/room/messages", json={"text": "hi"})
+        assert refused.status_code == 503, refused.text
+        await asyncio.to_thread(late.start)
+        try:
+            await eventually(ready, WAIT_S, "ready once the cluster is up")
+            ws, _ = await connect(herald.ws, "room")
+            posted = await client.post(f"{herald.http}/api/chat/room/messages", json={"text": "hi"})
+            assert posted.status_code == 202, posted.text
+            assert (await frame_where(ws, lambda f: f["type"] == "message"))["text"] == "hi"
+            await ws.close()
+        finally:
+            late.stop()
