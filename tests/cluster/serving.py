@@ -20,6 +20,7 @@ from gql.transport.websockets import WebsocketsTransport
 from tests.cluster.helpers import until
 from tests.helpers.chat import connect, frame_where, send
 from tests.helpers.servers import Herald
+from tests.helpers.topologies import ClusterTopology
 
 WAIT_S = 30.0
 CHAT = "subscription C($room: String!) { chatMessage(room: $room) { id text } }"
@@ -53,6 +54,15 @@ async def presence_and_graphql_cross_replicas(a: Herald, b: Herald) -> None:
         assert (await first)["chatMessage"]["id"] in sent
     await alice.close()
     await bob.close()
+
+
+def pubsub_connections(cluster: ClusterTopology, port: int) -> dict[str, int]:
+    """CLIENT LIST on one node: client name -> connections holding sharded subscriptions."""
+    counts: dict[str, int] = {}
+    for client in cluster.client(port).client_list():
+        if int(client.get("ssub", 0)) > 0:
+            counts[client["name"]] = counts.get(client["name"], 0) + 1
+    return counts
 
 
 @dataclass

@@ -18,7 +18,8 @@ import pytest
 
 from broker.keys import ChannelKeys, chat_channel
 from tests.cluster.conftest import start_topology
-from tests.cluster.serving import Figures, numbered_stream_through
+from tests.cluster.serving import Figures, numbered_stream_through, pubsub_connections
+from tests.helpers.chat import connect
 from tests.helpers.servers import Herald
 from tests.helpers.topologies import ClusterTopology, SentinelTopology
 
@@ -81,17 +82,27 @@ async def test_kill_9_of_a_cluster_master_mid_stream_loses_no_acknowledged_event
     wide_cluster: ClusterTopology, herald_factory: Callable[..., Herald], request: pytest.FixtureRequest
 ) -> None:
     prefix = f"k{uuid.uuid4().hex[:8]}"
-    a = herald_factory(wide_cluster.url(), HERALD_KEY_PREFIX=prefix, **SETTINGS)
-    b = herald_factory(wide_cluster.url(), HERALD_KEY_PREFIX=prefix, **SETTINGS)
+    a = herald_factory(wide_cluster.url(), "r1", HERALD_KEY_PREFIX=prefix, **SETTINGS)
+    b = herald_factory(wide_cluster.url(), "r2", HERALD_KEY_PREFIX=prefix, **SETTINGS)
     room = f"k{uuid.uuid4().hex[:8]}"
     victim = wide_cluster.master_of(ChannelKeys.of(prefix, chat_channel(room)).stream)
+    # listeners that stay for the whole test on both replicas: the room stays subscribed after the stream
+    stay = [(await connect(herald.ws, room))[0] for herald in (a, b)]
     try:
         async with watching_ready(b) as ready:
             figures = await numbered_stream_through(room, lambda: wide_cluster.kill(victim), b, [a, b])
         check(
             figures, ready, "herald serve on a cluster (2 replicas per master, WAIT 1), kill -9 of the master", request
         )
+        # the room re-subscribed on the promoted replica: one pub/sub connection per replica there
+        owner = wide_cluster.master_of(ChannelKeys.of(prefix, chat_channel(room)).stream)
+        assert owner != victim
+        connections = pubsub_connections(wide_cluster, owner)
+        print(f"pub/sub connections on the promoted master: {connections}")
+        assert connections == {"herald-pubsub-r1": 1, "herald-pubsub-r2": 1}
     finally:
+        for ws in stay:
+            await ws.close()
         wide_cluster.heal()
 
 

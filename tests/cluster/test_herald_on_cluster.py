@@ -13,7 +13,7 @@ import pytest
 
 from broker.keys import ChannelKeys, chat_channel
 from tests.cluster.helpers import shardnumsub
-from tests.cluster.serving import numbered_stream_through, presence_and_graphql_cross_replicas
+from tests.cluster.serving import numbered_stream_through, presence_and_graphql_cross_replicas, pubsub_connections
 from tests.helpers.chat import astatus, connect, eventually, frame_where, say
 from tests.helpers.servers import Herald
 from tests.helpers.topologies import ClusterTopology
@@ -32,15 +32,6 @@ def rooms_on_every_master(cluster: ClusterTopology, prefix: str, per_master: int
         if len(found[owner]) < per_master:
             found[owner].append(room)
     return found
-
-
-def pubsub_connections(cluster: ClusterTopology, port: int) -> dict[str, int]:
-    """CLIENT LIST on one node: client name -> connections holding sharded subscriptions."""
-    counts: dict[str, int] = {}
-    for client in cluster.client(port).client_list():
-        if int(client.get("ssub", 0)) > 0:
-            counts[client["name"]] = counts.get(client["name"], 0) + 1
-    return counts
 
 
 async def test_replicas_on_a_cluster_chat_across_masters_with_one_link_per_master(
@@ -71,6 +62,8 @@ async def test_replicas_on_a_cluster_chat_across_masters_with_one_link_per_maste
             assert shardnumsub(cluster, port, ChannelKeys.of(key_prefix, chat_channel(room)).pubsub) == 2
         # one pub/sub connection per replica on each master
         assert pubsub_connections(cluster, port) == {"herald-pubsub-ra": 1, "herald-pubsub-rb": 1}
+    print(f"\npub/sub connections per master (CLIENT LIST), {len(rooms)} rooms on 3 masters: ", end="")
+    print({port: pubsub_connections(cluster, port) for port in spread})
     for ws in [*on_a.values(), *on_b.values()]:
         await ws.close()
 
