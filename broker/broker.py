@@ -172,9 +172,9 @@ class RedisBroker:
         try:
             if since is None:
                 return await history.read_latest(self.client, self.keys(channel), limit)
-            page = await history.read_after(self.client, self.keys(channel), since, limit)
         except REDIS_FAILURES as exc:
             raise Unavailable(UNAVAILABLE) from exc
+        page = await self._parts.reads.read(PageQuery(self.keys(channel), since, limit))
         return page.events
 
     # -- books -------------------------------------------------------------------------

@@ -69,6 +69,36 @@ class SlotCommands:
         result, _acked = await self._place(key_slot(channel.encode()), ("SPUBLISH", channel, payload))
         return int(result)
 
+    async def transact(self, slot: int, commands: list[tuple[Any, ...]]) -> list[Any]:
+        """``commands`` in one MULTI/EXEC on ``slot``'s master (reads: re-sent whenever they did not run);
+        their replies parsed as redis-py parses them."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._place_timeout_s
+        last: BaseException | None = None
+        while loop.time() < deadline:
+            try:
+                node = master_of_slot(self._cluster, slot)
+                replies = await self._on(node, [("MULTI",), *commands, ("EXEC",)])
+            except (SlotNotCoveredError, _NotSent, OutcomeUnknown) as exc:
+                last = exc
+                await self._pause()
+                continue
+            errors = [reply for reply in replies if isinstance(reply, BaseException)]
+            if not errors:
+                callbacks = node.response_callbacks
+                return [
+                    callbacks[command[0]](raw) if command[0] in callbacks else raw
+                    for command, raw in zip(commands, replies[-1], strict=True)
+                ]
+            last = errors[0]
+            if isinstance(last, MovedError):
+                await self._cluster.nodes_manager.move_slot(last)
+            elif isinstance(last, AskError | TryAgainError | ClusterDownError):  # mid-migration: soon settled
+                await self._pause()
+            else:
+                raise last
+        raise Unavailable(f"no master answered the read within {self._place_timeout_s} s") from last
+
     async def _place(
         self, slot: int, command: tuple[Any, ...], source: str | None = None, wait: tuple[int, int] | None = None
     ) -> tuple[Any, int]:

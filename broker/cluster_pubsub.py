@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 
 CONFIRM_TIMEOUT_S = 5.0
 REFRESH_TIMEOUT_S = 5.0
+#: how long start() waits for the slot map before the replica serves anyway (not ready), as on one server
+START_WAIT_S = 2.0
 BACKOFF_BASE_S = 0.05
 BACKOFF_CAP_S = 1.0
 
@@ -95,7 +97,7 @@ class ClusterPubSub:
         """node name -> names subscribed on it: one entry per pub/sub connection (for metrics and tests)."""
         return {name: len(link.confirmed) for name, link in self._links.items()}
 
-    async def start(self, wait_s: float = REFRESH_TIMEOUT_S) -> None:
+    async def start(self, wait_s: float = START_WAIT_S) -> None:
         """Load the slot map, waiting up to ``wait_s``. While no seed answers the transport keeps trying
         in the background and is not ``ready`` (a replica may start before its Redis, as on one server)."""
         self._prober = asyncio.create_task(self._probe_loop(), name="herald-cluster-probe")

@@ -40,7 +40,7 @@ from broker.history import PageQuery
 from broker.listener import Listener
 from broker.publisher import Publisher
 from broker.pubsub import PubSubLink
-from broker.reads import PageReader
+from broker.reads import PageReader, multi_exec
 from broker.transport import PubSubTransport
 
 #: a client of either kind; what both offer (scripts, pipelines, plain keyed commands) is all the rest uses
@@ -106,7 +106,7 @@ def standalone_parts(client: redis.Redis, options: BrokerOptions) -> Parts:
         announce="PUBLISH",
         ephemeral=client.publish,
         link=link,
-        reads=PageReader(client),
+        reads=PageReader(multi_exec(client)),
         ping=ping,
         close=lambda: close_client(client),
     )
@@ -144,7 +144,7 @@ def cluster_parts(client: RedisCluster, options: BrokerOptions) -> Parts:
         announce="SPUBLISH",
         ephemeral=slots.spublish,
         link=link,
-        reads=PageReader(client, group=slot_of),
+        reads=PageReader(slots.transact, group=slot_of),
         ping=ping,
         close=client.aclose,
     )

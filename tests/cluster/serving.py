@@ -52,8 +52,25 @@ async def presence_and_graphql_cross_replicas(a: Herald, b: Herald) -> None:
                     sent.append((await http_b.execute(request))["sendMessage"]["id"])
                     await asyncio.wait({first}, timeout=0.2)
         assert (await first)["chatMessage"]["id"] in sent
+        await results.aclose()  # complete the subscription: else the client's close waits for it (10 s)
     await alice.close()
     await bob.close()
+
+
+async def two_replicas(factory: Callable[..., Herald], url: str, *ids: str, **env: str) -> tuple[Herald, Herald]:
+    """Two ``herald serve`` replicas on ``url``, started side by side (each start costs seconds)."""
+    names = ids or (None, None)
+    a, b = await asyncio.gather(*(asyncio.to_thread(factory, url, name, **env) for name in names))
+    return a, b
+
+
+async def numbers_until(ws: websockets.ClientConnection, last: int) -> list[int]:
+    """The numbers of the message frames ``ws`` got, up to and including ``last``."""
+    got: list[int] = []
+    while not got or got[-1] != last:
+        frame = await frame_where(ws, lambda f: f["type"] == "message", within=WAIT_S)
+        got.append(int(frame["text"]))
+    return got
 
 
 def pubsub_connections(cluster: ClusterTopology, port: int) -> dict[str, int]:

@@ -13,7 +13,12 @@ import pytest
 
 from broker.keys import ChannelKeys, chat_channel
 from tests.cluster.helpers import shardnumsub
-from tests.cluster.serving import numbered_stream_through, presence_and_graphql_cross_replicas, pubsub_connections
+from tests.cluster.serving import (
+    numbered_stream_through,
+    presence_and_graphql_cross_replicas,
+    pubsub_connections,
+    two_replicas,
+)
 from tests.helpers.chat import astatus, connect, eventually, frame_where, say
 from tests.helpers.servers import Herald
 from tests.helpers.topologies import ClusterTopology
@@ -37,8 +42,7 @@ def rooms_on_every_master(cluster: ClusterTopology, prefix: str, per_master: int
 async def test_replicas_on_a_cluster_chat_across_masters_with_one_link_per_master(
     cluster: ClusterTopology, herald_factory: Callable[..., Herald], key_prefix: str
 ) -> None:
-    a = herald_factory(cluster.url(), "ra", HERALD_HEARTBEAT_S="3600")
-    b = herald_factory(cluster.url(), "rb", HERALD_HEARTBEAT_S="3600")
+    a, b = await two_replicas(herald_factory, cluster.url(), "ra", "rb", HERALD_HEARTBEAT_S="3600")
     assert "redis cluster" in a.log()
     assert await astatus(f"{a.http}/ready") == 200 and await astatus(f"{b.http}/ready") == 200
     spread = rooms_on_every_master(cluster, key_prefix, per_master=2)
@@ -71,16 +75,14 @@ async def test_replicas_on_a_cluster_chat_across_masters_with_one_link_per_maste
 async def test_presence_and_graphql_subscriptions_cross_replicas_on_a_cluster(
     cluster: ClusterTopology, herald_factory: Callable[..., Herald]
 ) -> None:
-    a = herald_factory(cluster.url(), HERALD_HEARTBEAT_S="3600")
-    b = herald_factory(cluster.url(), HERALD_HEARTBEAT_S="3600")
+    a, b = await two_replicas(herald_factory, cluster.url(), HERALD_HEARTBEAT_S="3600")
     await presence_and_graphql_cross_replicas(a, b)
 
 
 async def test_a_numbered_stream_through_a_slot_migration_arrives_exactly_once_in_order(
     cluster: ClusterTopology, herald_factory: Callable[..., Herald], key_prefix: str
 ) -> None:
-    a = herald_factory(cluster.url(), HERALD_HEARTBEAT_S="3600", HERALD_PUBSUB_PROBE_S="1")
-    b = herald_factory(cluster.url(), HERALD_HEARTBEAT_S="3600", HERALD_PUBSUB_PROBE_S="1")
+    a, b = await two_replicas(herald_factory, cluster.url(), HERALD_HEARTBEAT_S="3600", HERALD_PUBSUB_PROBE_S="1")
     room = f"m{uuid.uuid4().hex[:8]}"
     stream = ChannelKeys.of(key_prefix, chat_channel(room)).stream
     target = next(port for port in cluster.masters() if port != cluster.master_of(stream))

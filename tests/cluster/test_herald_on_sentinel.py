@@ -10,7 +10,7 @@ from collections.abc import Callable
 import httpx
 import pytest
 
-from tests.cluster.serving import presence_and_graphql_cross_replicas
+from tests.cluster.serving import presence_and_graphql_cross_replicas, two_replicas
 from tests.helpers.chat import astatus, connect, eventually, frame_where
 from tests.helpers.servers import Herald
 from tests.helpers.topologies import SentinelTopology
@@ -23,8 +23,7 @@ WAIT_S = 30.0
 async def test_replicas_on_a_sentinel_master_chat_and_follow_a_failover(
     sentinels: SentinelTopology, herald_factory: Callable[..., Herald]
 ) -> None:
-    a = herald_factory(sentinels.url, HERALD_PUBSUB_PROBE_S="1", HERALD_HEARTBEAT_S="3600")
-    b = herald_factory(sentinels.url, HERALD_PUBSUB_PROBE_S="1", HERALD_HEARTBEAT_S="3600")
+    a, b = await two_replicas(herald_factory, sentinels.url, HERALD_PUBSUB_PROBE_S="1", HERALD_HEARTBEAT_S="3600")
     assert "sentinel master" in a.log()
     room = f"r{uuid.uuid4().hex[:8]}"
     ws, _ = await connect(a.ws, room)
@@ -58,8 +57,7 @@ async def test_replicas_on_a_sentinel_master_chat_and_follow_a_failover(
 async def test_presence_graphql_and_one_pubsub_connection_per_replica_on_a_sentinel_master(
     sentinels: SentinelTopology, herald_factory: Callable[..., Herald]
 ) -> None:
-    a = herald_factory(sentinels.url, HERALD_HEARTBEAT_S="3600")
-    b = herald_factory(sentinels.url, HERALD_HEARTBEAT_S="3600")
+    a, b = await two_replicas(herald_factory, sentinels.url, HERALD_HEARTBEAT_S="3600")
     rooms = [f"r{uuid.uuid4().hex[:8]}" for _ in range(4)]
     sockets = [(await connect(herald.ws, room))[0] for herald in (a, b) for room in rooms]
     await presence_and_graphql_cross_replicas(a, b)
