@@ -83,7 +83,6 @@ async def check(figures: Figures, ready: list[int], what: str, request: pytest.F
     assert figures.lost == [], f"acknowledged but never delivered: {figures.lost}"
     assert figures.duplicated == 0
     assert figures.received == sorted(figures.received), "out of order"
-    assert sum(figures.refused.values()) > 0  # the failover window was refused, not absorbed
     assert 503 in ready  # /ready told the truth in the window...
     await until(lambda: ready[-1] == 200, WAIT_S, "ready again")  # ...and tells it afterwards
 
