@@ -6,11 +6,11 @@ import os
 import socket
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from api.origins import invalid_origins
-from broker import parse_redis_url
+from broker import MemoryUrl, parse_redis_url
 
 
 def default_replica_id() -> str:
@@ -101,3 +101,10 @@ class Settings(BaseSettings):
         """A malformed URL fails at start-up (``broker.InvalidRedisUrl``), not on the first publish."""
         parse_redis_url(url)
         return url
+
+    @model_validator(mode="after")
+    def _acks_need_replicas(self) -> Settings:
+        # The embedded Redis has no replicas (nor WAIT): every publish would be 503 "not confirmed".
+        if self.redis_min_replicas_ack and isinstance(parse_redis_url(self.redis_url), MemoryUrl):
+            raise ValueError("redis_min_replicas_ack needs a real Redis with replicas; memory:// has none")
+        return self

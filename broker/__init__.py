@@ -19,7 +19,7 @@ from broker.facade import (
 from broker.factory import open_broker
 from broker.keys import BOOKS_CHANNEL, chat_channel
 from broker.types import SINCE_START, Event, Offset, Sink, is_offset, parse_offset
-from broker.urls import ClusterUrl, InvalidRedisUrl, parse_redis_url
+from broker.urls import ClusterUrl, InvalidRedisUrl, MemoryUrl, parse_redis_url
 
 __all__ = [
     "BOOKS_CHANNEL",
@@ -32,6 +32,7 @@ __all__ = [
     "Duplicate",
     "Event",
     "InvalidRedisUrl",
+    "MemoryUrl",
     "Offset",
     "OnDeparted",
     "OutcomeUnknown",

@@ -12,12 +12,10 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
-from redis.exceptions import RedisError
-
 from broker import history
 from broker.catchup import CatchUp, Read, replay_pages
 from broker.connect import create_redis, is_memory, redact
-from broker.errors import Duplicate, Unavailable
+from broker.errors import REDIS_FAILURES, Duplicate, Unavailable
 from broker.facade import BrokerOptions, BrokerStats, Published, StoredBook
 from broker.history import HistoryPage, PageQuery
 from broker.hub import Hub
@@ -92,7 +90,7 @@ class RedisBroker:
     async def ping(self) -> bool:
         try:
             return await self._parts.ping()
-        except (RedisError, OSError):
+        except REDIS_FAILURES:
             return False
 
     def stats(self) -> BrokerStats:
@@ -114,7 +112,7 @@ class RedisBroker:
             await self._parts.ephemeral(self.keys(channel).pubsub, "\n" + frame)
         except Unavailable:
             raise
-        except (RedisError, OSError) as exc:
+        except REDIS_FAILURES as exc:
             raise Unavailable(UNAVAILABLE) from exc
 
     async def _run_publish(
@@ -174,9 +172,9 @@ class RedisBroker:
         try:
             if since is None:
                 return await history.read_latest(self.client, self.keys(channel), limit)
-            page = await history.read_after(self.client, self.keys(channel), since, limit)
-        except (RedisError, OSError) as exc:
+        except REDIS_FAILURES as exc:
             raise Unavailable(UNAVAILABLE) from exc
+        page = await self._parts.reads.read(PageQuery(self.keys(channel), since, limit))
         return page.events
 
     # -- books -------------------------------------------------------------------------
@@ -192,7 +190,7 @@ class RedisBroker:
     async def get_book(self, isbn: str) -> StoredBook | None:
         try:
             fields = await self.client.hgetall(book_key(self.options.prefix, isbn))
-        except (RedisError, OSError) as exc:
+        except REDIS_FAILURES as exc:
             raise Unavailable(UNAVAILABLE) from exc
         return _stored_book(fields)
 
@@ -204,7 +202,7 @@ class RedisBroker:
             for isbn in isbns:
                 pipe.hgetall(book_key(prefix, _text(isbn)))
             rows = await pipe.execute() if isbns else []
-        except (RedisError, OSError) as exc:
+        except REDIS_FAILURES as exc:
             raise Unavailable(UNAVAILABLE) from exc
         return [book for book in map(_stored_book, rows) if book is not None]
 

@@ -14,6 +14,7 @@ from typing import Any
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.exceptions import SlotNotCoveredError
 
 from broker.urls import ClusterUrl
 
@@ -38,3 +39,12 @@ def create_cluster_redis(
     if topology.tls:
         options["ssl"] = True
     return RedisCluster(startup_nodes=[ClusterNode(a.host, a.port) for a in topology.seeds], **options)
+
+
+def master_of_slot(cluster: RedisCluster, slot: int) -> ClusterNode:
+    """The slot's master in the client's slot map; ``SlotNotCoveredError`` when it has none (redis-py 8.1
+    raises a bare ``KeyError`` while the map is still empty: no seed answered yet)."""
+    try:
+        return cluster.nodes_manager.get_node_from_slot(slot)
+    except KeyError as exc:
+        raise SlotNotCoveredError(f"slot {slot}: no slot map yet") from exc

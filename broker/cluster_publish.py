@@ -43,7 +43,8 @@ from redis.exceptions import (
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from broker.errors import NotConfirmed, OutcomeUnknown, Unavailable
+from broker.cluster_connect import master_of_slot
+from broker.errors import REDIS_FAILURES, NotConfirmed, OutcomeUnknown, Unavailable
 
 PLACE_TIMEOUT_S = 2.0
 #: most publishes one pipeline carries; a longer queue is sent as several
@@ -68,6 +69,36 @@ class SlotCommands:
         result, _acked = await self._place(key_slot(channel.encode()), ("SPUBLISH", channel, payload))
         return int(result)
 
+    async def transact(self, slot: int, commands: list[tuple[Any, ...]]) -> list[Any]:
+        """``commands`` in one MULTI/EXEC on ``slot``'s master (reads: re-sent whenever they did not run);
+        their replies parsed as redis-py parses them."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._place_timeout_s
+        last: BaseException | None = None
+        while loop.time() < deadline:
+            try:
+                node = master_of_slot(self._cluster, slot)
+                replies = await self._on(node, [("MULTI",), *commands, ("EXEC",)])
+            except (SlotNotCoveredError, _NotSent, OutcomeUnknown) as exc:
+                last = exc
+                await self._pause()
+                continue
+            errors = [reply for reply in replies if isinstance(reply, BaseException)]
+            if not errors:
+                callbacks = node.response_callbacks
+                return [
+                    callbacks[command[0]](raw) if command[0] in callbacks else raw
+                    for command, raw in zip(commands, replies[-1], strict=True)
+                ]
+            last = errors[0]
+            if isinstance(last, MovedError):
+                await self._cluster.nodes_manager.move_slot(last)
+            elif isinstance(last, AskError | TryAgainError | ClusterDownError):  # mid-migration: soon settled
+                await self._pause()
+            else:
+                raise last
+        raise Unavailable(f"no master answered the read within {self._place_timeout_s} s") from last
+
     async def _place(
         self, slot: int, command: tuple[Any, ...], source: str | None = None, wait: tuple[int, int] | None = None
     ) -> tuple[Any, int]:
@@ -78,7 +109,7 @@ class SlotCommands:
         last: BaseException | None = None
         while loop.time() < deadline:
             try:
-                node = asking or self._cluster.nodes_manager.get_node_from_slot(slot)
+                node = asking or master_of_slot(self._cluster, slot)
             except SlotNotCoveredError as exc:
                 last = exc
                 await self._pause()
@@ -118,7 +149,7 @@ class SlotCommands:
         """Refresh the slot map, then a short pause before the next attempt."""
         try:
             await asyncio.wait_for(self._cluster.nodes_manager.initialize(), self._place_timeout_s)
-        except (RedisError, OSError, TimeoutError):
+        except (*REDIS_FAILURES, TimeoutError):
             pass  # the next attempt (or the deadline) decides
         await asyncio.sleep(RETRY_PAUSE_S)
 
@@ -201,7 +232,7 @@ class ClusterScript(SlotCommands):
             raise ValueError(f"keys must share one hash slot, got {len(slots)}")
         call = _Call(slots.pop(), ("EVALSHA", self._sha, len(keys), *keys, *args), asyncio.Future())
         try:
-            node = self._cluster.nodes_manager.get_node_from_slot(call.slot)
+            node = master_of_slot(self._cluster, call.slot)
         except SlotNotCoveredError:
             self._again(call)
         else:
@@ -209,7 +240,10 @@ class ClusterScript(SlotCommands):
             if node.name not in self._senders:  # one sender per node: batches never overtake each other
                 self._senders.add(node.name)
                 self._spawn(self._send_all(node))
-        result, acked = await call.future
+        try:
+            result, acked = await call.future
+        except (*REDIS_FAILURES, _NotSent) as exc:  # an error reply (the script refused), or nothing sent
+            raise Unavailable(f"redis refused the publish: {exc}") from exc
         if self._wait and acked < self._min_replicas_ack:
             raise NotConfirmed(result, acked, self._min_replicas_ack)
         return result

@@ -22,8 +22,9 @@ from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.crc import key_slot
 from redis.exceptions import RedisError, ResponseError
 
+from broker.cluster_connect import master_of_slot
 from broker.cluster_link import SMESSAGE, SSUBSCRIBE, SUNSUBSCRIBE, NodeLink, probe_channel_for
-from broker.errors import Unavailable
+from broker.errors import REDIS_FAILURES, Unavailable
 from broker.pubsub import backoff_delay
 from broker.transport import OnLost, OnMessage, OnRestored, guarded
 
@@ -31,6 +32,8 @@ log = logging.getLogger(__name__)
 
 CONFIRM_TIMEOUT_S = 5.0
 REFRESH_TIMEOUT_S = 5.0
+#: how long start() waits for the slot map before the replica serves anyway (not ready), as on one server
+START_WAIT_S = 2.0
 BACKOFF_BASE_S = 0.05
 BACKOFF_CAP_S = 1.0
 
@@ -94,7 +97,7 @@ class ClusterPubSub:
         """node name -> names subscribed on it: one entry per pub/sub connection (for metrics and tests)."""
         return {name: len(link.confirmed) for name, link in self._links.items()}
 
-    async def start(self, wait_s: float = REFRESH_TIMEOUT_S) -> None:
+    async def start(self, wait_s: float = START_WAIT_S) -> None:
         """Load the slot map, waiting up to ``wait_s``. While no seed answers the transport keeps trying
         in the background and is not ``ready`` (a replica may start before its Redis, as on one server)."""
         self._prober = asyncio.create_task(self._probe_loop(), name="herald-cluster-probe")
@@ -144,7 +147,7 @@ class ClusterPubSub:
                     raise Unavailable("redis cluster is unavailable") from failures[0]
                 await self._refresh()  # MOVED & co: the slot map is stale
             raise Unavailable("redis cluster keeps moving these channels")
-        except (TimeoutError, RedisError, OSError) as exc:
+        except (TimeoutError, *REDIS_FAILURES) as exc:
             self._wanted.difference_update(n for n in added if not self._is_confirmed(n))
             raise Unavailable("redis cluster is unavailable") from exc
         except Unavailable:
@@ -175,7 +178,7 @@ class ClusterPubSub:
         return link is not None and name in link.confirmed
 
     def _owner(self, name: str) -> ClusterNode:
-        return self._cluster.nodes_manager.get_node_from_slot(key_slot(name.encode()))
+        return master_of_slot(self._cluster, key_slot(name.encode()))
 
     def _request(self, name: str) -> asyncio.Future[None]:
         """The future of ``name``'s confirmation, joining this loop turn's batch for its node."""
@@ -186,7 +189,7 @@ class ClusterPubSub:
         future = loop.create_future()
         try:
             node = self._owner(name)
-        except RedisError as exc:  # slot not covered (mid-failover)
+        except REDIS_FAILURES as exc:  # slot not covered (mid-failover)
             future.set_exception(_Rejected(str(exc)))
             return future
         self._inflight[name] = future
@@ -205,7 +208,7 @@ class ClusterPubSub:
     async def _flush(self, node: ClusterNode) -> None:
         try:
             link = await self._link(node)
-        except (RedisError, OSError, TimeoutError, NodeLinkFailed) as exc:
+        except (*REDIS_FAILURES, TimeoutError, NodeLinkFailed) as exc:
             for future in self._batches.pop(node.name, {}).values():
                 _fail(future, exc)
             return
@@ -356,7 +359,7 @@ class ClusterPubSub:
         """Reload the slot map (or first ``load`` the client); False when no node answered."""
         try:
             await asyncio.wait_for((load or self._cluster.nodes_manager.initialize)(), REFRESH_TIMEOUT_S)
-        except (RedisError, OSError, TimeoutError):
+        except (*REDIS_FAILURES, TimeoutError):
             return False
         return True
 
@@ -378,7 +381,7 @@ class ClusterPubSub:
                 self._cluster.execute_command("SPUBLISH", link.probe_channel, token, target_nodes=link.node),
                 self._probe_s,
             )
-        except (RedisError, OSError, TimeoutError) as exc:
+        except (*REDIS_FAILURES, TimeoutError) as exc:
             self._fail_link(link, exc)
 
     async def _close(self, link: NodeLink) -> None:

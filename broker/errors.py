@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+from redis.exceptions import RedisClusterException, RedisError
+
+#: what a failed Redis call raises: redis-py's errors (a cluster client's have a root of their own:
+#: no seed reachable, slot not covered) and the network's
+REDIS_FAILURES = (RedisError, RedisClusterException, OSError)
+
 
 class BrokerError(Exception):
     """Root of the broker's errors."""

@@ -2,8 +2,8 @@
 
 Like encode/broadcaster's backend interface, small on purpose: publish,
 subscribe (with catch-up), history, presence, books, health and stats. The
-standalone Redis implementation is ``broker.broker.RedisBroker``; Sentinel
-and Cluster implement the same surface.
+implementation is ``broker.broker.RedisBroker`` on every topology (one
+server, Sentinel, Cluster); what differs per topology is ``broker.wiring.Parts``.
 """
 
 from __future__ import annotations

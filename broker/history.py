@@ -66,25 +66,25 @@ def normalise(since: Offset) -> str:
 @dataclass(frozen=True, slots=True)
 class PageQuery:
     """One page read: the events after ``after`` (at most ``limit``) plus the stream's bounds;
-    ``after=None`` asks only for the newest offset. Queued on a pipeline, so reads can share one."""
+    ``after=None`` asks only for the newest offset. Its commands run in a MULTI/EXEC (``broker.reads``)."""
 
     keys: ChannelKeys
     after: Offset | None
     limit: int | None = None
 
-    def queue(self, pipe: Any) -> int:
-        """Queue this read's commands on ``pipe``; returns how many replies they make."""
+    def commands(self) -> list[tuple[Any, ...]]:
+        """This read's commands (redis-py names them; their replies are parsed as its pipelines parse
+        them), to run in one MULTI/EXEC with other reads of the same hash slot."""
         keys = self.keys
+        newest = ("XREVRANGE", keys.stream, "+", "-", "COUNT", 1)
         if self.after is None:
-            pipe.xrevrange(keys.stream, max="+", min="-", count=1)
-            return 1
+            return [newest]
+        commands: list[tuple[Any, ...]] = []
         # Nothing can follow the largest id, and Redis refuses "(" before it rather than answer empty.
-        ranged = parse_offset(self.after) != LAST_POSITION
-        if ranged:
-            pipe.xrange(keys.stream, min=f"({normalise(self.after)}", max="+", count=self.limit)
-        pipe.hmget(keys.meta, ["trimmed", "origin"])
-        pipe.xrevrange(keys.stream, max="+", min="-", count=1)
-        return 3 if ranged else 2
+        if parse_offset(self.after) != LAST_POSITION:
+            count = ("COUNT", self.limit) if self.limit is not None else ()
+            commands.append(("XRANGE", keys.stream, f"({normalise(self.after)}", "+", *count))
+        return [*commands, ("HMGET", keys.meta, "trimmed", "origin"), newest]
 
     def parse(self, replies: list[Any]) -> HistoryPage:
         channel = self.keys.channel
@@ -101,16 +101,6 @@ class PageQuery:
             trimmed=parse_offset(_text(trimmed)) if trimmed is not None else None,
             origin=parse_offset(_text(origin)) if origin is not None else None,
         )
-
-
-async def read_after(
-    client: redis.Redis | RedisCluster, keys: ChannelKeys, since: Offset, limit: int | None = None
-) -> HistoryPage:
-    """Events after ``since`` plus the stream's bounds, in one atomic round trip."""
-    query = PageQuery(keys, since, limit)
-    pipe = client.pipeline(transaction=True)
-    query.queue(pipe)
-    return query.parse(await pipe.execute())
 
 
 async def read_latest(client: redis.Redis | RedisCluster, keys: ChannelKeys, limit: int) -> list[Event]:

@@ -19,9 +19,8 @@ from typing import Any
 
 import redis.asyncio as redis
 from redis.asyncio.cluster import RedisCluster
-from redis.exceptions import RedisError
 
-from broker.errors import Unavailable
+from broker.errors import REDIS_FAILURES, Unavailable
 from broker.facade import OnDeparted, PresenceChange
 from broker.keys import ChannelKeys
 
@@ -62,7 +61,7 @@ class Presence:
         now_ms = int(self._clock() * 1000)
         try:
             reply = await self._script(keys=[keys.presence, keys.presence + ":lex"], args=[args[0], now_ms, *args[1:]])
-        except (RedisError, OSError) as exc:
+        except REDIS_FAILURES as exc:
             raise Unavailable("redis is unavailable") from exc
         return [_text(item) for item in reply]
 

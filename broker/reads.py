@@ -8,20 +8,20 @@ go out together, over a few connections at most; a lone read waits one
 event-loop turn longer.
 
 On Redis Cluster a MULTI must stay in one hash slot: given ``group`` (a read's
-slot), a batch goes out as one MULTI per group, concurrently.
+slot), a batch goes out as one MULTI per slot, concurrently, each on its slot's
+master (``SlotCommands.transact``; redis-py's cluster transaction pipeline runs
+every queued command in a thread with an event loop of its own).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import redis.asyncio as redis
-from redis.asyncio.cluster import RedisCluster
-from redis.exceptions import RedisError
 
-from broker.errors import Unavailable
+from broker.errors import REDIS_FAILURES, Unavailable
 from broker.history import HistoryPage, PageQuery
 
 #: most reads one MULTI/EXEC carries
@@ -30,11 +30,25 @@ BATCH_LIMIT = 256
 CONCURRENT_BATCHES = 4
 
 _Call = tuple[PageQuery, "asyncio.Future[HistoryPage]"]
+#: (hash slot, commands) -> their parsed replies, run atomically in one MULTI/EXEC
+Transact = Callable[[int, list[tuple[Any, ...]]], Awaitable[list[Any]]]
+
+
+def multi_exec(client: redis.Redis) -> Transact:
+    """One server: a MULTI/EXEC pipeline (the slot does not matter)."""
+
+    async def run(_slot: int, commands: list[tuple[Any, ...]]) -> list[Any]:
+        pipe = client.pipeline(transaction=True)
+        for command in commands:
+            pipe.execute_command(*command)
+        return list(await pipe.execute())
+
+    return run
 
 
 class PageReader:
-    def __init__(self, client: redis.Redis | RedisCluster, group: Callable[[PageQuery], int] | None = None) -> None:
-        self._client = client
+    def __init__(self, transact: Transact, group: Callable[[PageQuery], int] | None = None) -> None:
+        self._transact = transact
         self._group = group
         self._waiting: list[_Call] = []
         self._sender: asyncio.Task[None] | None = None
@@ -64,19 +78,24 @@ class PageReader:
 
     async def _send(self, batch: list[_Call]) -> None:
         if self._group is None:
-            await self._send_one(batch)
+            await self._send_one(0, batch)
             return
         groups: dict[int, list[_Call]] = {}
         for call in batch:
             groups.setdefault(self._group(call[0]), []).append(call)
-        await asyncio.gather(*(self._send_one(calls) for calls in groups.values()))
+        await asyncio.gather(*(self._send_one(slot, calls) for slot, calls in groups.items()))
 
-    async def _send_one(self, batch: list[_Call]) -> None:
-        pipe = self._client.pipeline(transaction=True)
-        counts = [query.queue(pipe) for query, _ in batch]
+    async def _send_one(self, slot: int, batch: list[_Call]) -> None:
+        commands = [query.commands() for query, _ in batch]
+        counts = [len(each) for each in commands]
         try:
-            replies: list[Any] = await pipe.execute()
-        except (RedisError, OSError) as exc:
+            replies = await self._transact(slot, [command for each in commands for command in each])
+        except Unavailable as exc:
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        except REDIS_FAILURES as exc:
             for _, future in batch:
                 if not future.done():
                     future.set_exception(Unavailable(f"redis is unavailable ({exc})"))

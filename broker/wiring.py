@@ -30,17 +30,17 @@ from typing import Any, Protocol
 import redis.asyncio as redis
 from redis.asyncio.cluster import RedisCluster
 from redis.crc import key_slot
-from redis.exceptions import RedisError
 
 from broker.cluster_publish import ClusterScript, SlotCommands
 from broker.cluster_pubsub import ClusterPubSub
 from broker.connect import close_client, dedicated
+from broker.errors import REDIS_FAILURES
 from broker.facade import BrokerOptions
 from broker.history import PageQuery
 from broker.listener import Listener
 from broker.publisher import Publisher
 from broker.pubsub import PubSubLink
-from broker.reads import PageReader
+from broker.reads import PageReader, multi_exec
 from broker.transport import PubSubTransport
 
 #: a client of either kind; what both offer (scripts, pipelines, plain keyed commands) is all the rest uses
@@ -106,7 +106,7 @@ def standalone_parts(client: redis.Redis, options: BrokerOptions) -> Parts:
         announce="PUBLISH",
         ephemeral=client.publish,
         link=link,
-        reads=PageReader(client),
+        reads=PageReader(multi_exec(client)),
         ping=ping,
         close=lambda: close_client(client),
     )
@@ -132,9 +132,9 @@ def cluster_parts(client: RedisCluster, options: BrokerOptions) -> Parts:
         try:
             async with asyncio.timeout(PING_TIMEOUT_S):
                 return bool(await client.ping(target_nodes=RedisCluster.PRIMARIES))
-        except (RedisError, OSError, TimeoutError):
+        except (*REDIS_FAILURES, TimeoutError):
             # A master is gone: the slot map may be stale (a replica promoted since); the next ping sees.
-            with contextlib.suppress(RedisError, OSError, TimeoutError):
+            with contextlib.suppress(*REDIS_FAILURES, TimeoutError):
                 async with asyncio.timeout(PING_TIMEOUT_S):
                     await client.nodes_manager.initialize()
             return False
@@ -144,7 +144,7 @@ def cluster_parts(client: RedisCluster, options: BrokerOptions) -> Parts:
         announce="SPUBLISH",
         ephemeral=slots.spublish,
         link=link,
-        reads=PageReader(client, group=slot_of),
+        reads=PageReader(slots.transact, group=slot_of),
         ping=ping,
         close=client.aclose,
     )

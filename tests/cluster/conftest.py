@@ -20,7 +20,7 @@ from tests.helpers.topologies import ClusterTopology, SentinelTopology
 T = TypeVar("T", ClusterTopology, SentinelTopology)
 
 
-def _start(make: Callable[[], T]) -> T:
+def start_topology(make: Callable[[], T]) -> T:
     """Start a topology; once more on fresh ports if the first try fails (a port taken between the
     free-port check and the start, or a start slower than the bound on a loaded machine)."""
     try:
@@ -32,14 +32,14 @@ def _start(make: Callable[[], T]) -> T:
 
 @pytest.fixture(scope="module")
 def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterTopology]:
-    topology = _start(lambda: ClusterTopology(tmp_path_factory.mktemp("cluster")))
+    topology = start_topology(lambda: ClusterTopology(tmp_path_factory.mktemp("cluster")))
     yield topology
     topology.stop()
 
 
 @pytest.fixture(scope="module")
 def sentinel_set(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SentinelTopology]:
-    topology = _start(lambda: SentinelTopology(tmp_path_factory.mktemp("sentinel")))
+    topology = start_topology(lambda: SentinelTopology(tmp_path_factory.mktemp("sentinel")))
     yield topology
     topology.stop()
 

@@ -126,7 +126,7 @@ async def test_a_numbered_stream_survives_a_kill_9_of_its_master(
 
     await until(lambda: set(acked) <= set(received), what="every acknowledged number delivered")
     assert_exactly_once_in_order(received, acked)
-    assert refusals["unavailable"] > 0  # the failover window was refused, not absorbed
+    assert sum(refusals.values()) > 0  # the failover window was refused (or said unknown), not absorbed
     request.node.user_properties.append(("broker_kill_to_publish_s", round(seconds, 2)))
     print(
         f"broker on cluster, kill -9: acknowledged {len(acked)}, delivered {len(received)}, {refusals}, "

@@ -1,6 +1,6 @@
 """Two ``herald serve`` replicas on ``redis+cluster://``: chat, GraphQL and presence across replicas,
 rooms over every master, one sharded subscription per replica per channel, one pub/sub connection
-per replica per master."""
+per replica per master; a numbered stream through a slot migration. (kill -9: test_herald_failover.py)"""
 
 from __future__ import annotations
 
@@ -10,21 +10,22 @@ from collections.abc import Callable
 
 import httpx
 import pytest
-from gql import Client, GraphQLRequest
-from gql.transport.aiohttp import AIOHTTPTransport
-from gql.transport.websockets import WebsocketsTransport
 
 from broker.keys import ChannelKeys, chat_channel
 from tests.cluster.helpers import shardnumsub
-from tests.helpers.chat import astatus, connect, frame_where, say, send
+from tests.cluster.serving import (
+    numbered_stream_through,
+    presence_and_graphql_cross_replicas,
+    pubsub_connections,
+    two_replicas,
+)
+from tests.helpers.chat import astatus, connect, eventually, frame_where, say
 from tests.helpers.servers import Herald
 from tests.helpers.topologies import ClusterTopology
 
 pytestmark = [pytest.mark.redis, pytest.mark.e2e]
 
-WAIT_S = 15.0
-CHAT = "subscription C($room: String!) { chatMessage(room: $room) { id text } }"
-SEND = "mutation S($room: String!, $text: String!) { sendMessage(room: $room, text: $text) { id text } }"
+WAIT_S = 30.0
 
 
 def rooms_on_every_master(cluster: ClusterTopology, prefix: str, per_master: int) -> dict[int, list[str]]:
@@ -38,20 +39,10 @@ def rooms_on_every_master(cluster: ClusterTopology, prefix: str, per_master: int
     return found
 
 
-def pubsub_connections(cluster: ClusterTopology, port: int) -> dict[str, int]:
-    """CLIENT LIST on one node: client name -> connections holding sharded subscriptions."""
-    counts: dict[str, int] = {}
-    for client in cluster.client(port).client_list():
-        if int(client.get("ssub", 0)) > 0:
-            counts[client["name"]] = counts.get(client["name"], 0) + 1
-    return counts
-
-
 async def test_replicas_on_a_cluster_chat_across_masters_with_one_link_per_master(
     cluster: ClusterTopology, herald_factory: Callable[..., Herald], key_prefix: str
 ) -> None:
-    a = herald_factory(cluster.url(), "ra", HERALD_HEARTBEAT_S="3600")
-    b = herald_factory(cluster.url(), "rb", HERALD_HEARTBEAT_S="3600")
+    a, b = await two_replicas(herald_factory, cluster.url(), "ra", "rb", HERALD_HEARTBEAT_S="3600")
     assert "redis cluster" in a.log()
     assert await astatus(f"{a.http}/ready") == 200 and await astatus(f"{b.http}/ready") == 200
     spread = rooms_on_every_master(cluster, key_prefix, per_master=2)
@@ -75,6 +66,8 @@ async def test_replicas_on_a_cluster_chat_across_masters_with_one_link_per_maste
             assert shardnumsub(cluster, port, ChannelKeys.of(key_prefix, chat_channel(room)).pubsub) == 2
         # one pub/sub connection per replica on each master
         assert pubsub_connections(cluster, port) == {"herald-pubsub-ra": 1, "herald-pubsub-rb": 1}
+    print(f"\npub/sub connections per master (CLIENT LIST), {len(rooms)} rooms on 3 masters: ", end="")
+    print({port: pubsub_connections(cluster, port) for port in spread})
     for ws in [*on_a.values(), *on_b.values()]:
         await ws.close()
 
@@ -82,31 +75,47 @@ async def test_replicas_on_a_cluster_chat_across_masters_with_one_link_per_maste
 async def test_presence_and_graphql_subscriptions_cross_replicas_on_a_cluster(
     cluster: ClusterTopology, herald_factory: Callable[..., Herald]
 ) -> None:
-    a = herald_factory(cluster.url(), HERALD_HEARTBEAT_S="3600")
-    b = herald_factory(cluster.url(), HERALD_HEARTBEAT_S="3600")
-    room = f"p{uuid.uuid4().hex[:8]}"
-    alice, _ = await connect(a.ws, room, user="alice")
-    await send(alice, {"type": "ping"})
-    await frame_where(alice, lambda f: f["type"] == "pong")
-    bob, _ = await connect(b.ws, room, user="bob")
-    joined = await frame_where(alice, lambda f: f["type"] in ("join", "leave"))  # an ephemeral SPUBLISH
-    assert (joined["type"], joined["user"]) == ("join", "bob")
-    await send(bob, {"type": "presence"})
-    assert (await frame_where(bob, lambda f: f["type"] == "presence"))["users"] == ["alice", "bob"]
+    a, b = await two_replicas(herald_factory, cluster.url(), HERALD_HEARTBEAT_S="3600")
+    await presence_and_graphql_cross_replicas(a, b)
 
-    transport = WebsocketsTransport(url=f"{a.ws}/graphql", subprotocols=[WebsocketsTransport.GRAPHQLWS_SUBPROTOCOL])
-    async with Client(transport=transport) as on_a:
-        results = on_a.subscribe(GraphQLRequest(CHAT, variable_values={"room": room}))
-        first = asyncio.ensure_future(anext(results))
-        async with Client(transport=AIOHTTPTransport(url=f"{b.http}/graphql")) as http_b:
-            sent = None
-            async with asyncio.timeout(WAIT_S):
-                while not first.done():  # until the subscription is live on A, B's mutations may precede it
-                    sent = (await http_b.execute(GraphQLRequest(SEND, variable_values={"room": room, "text": "hi"})))[
-                        "sendMessage"
-                    ]
-                    await asyncio.wait({first}, timeout=0.2)
-        got = (await first)["chatMessage"]
-        assert got["text"] == "hi" and sent is not None
-    await alice.close()
-    await bob.close()
+
+async def test_a_numbered_stream_through_a_slot_migration_arrives_exactly_once_in_order(
+    cluster: ClusterTopology, herald_factory: Callable[..., Herald], key_prefix: str
+) -> None:
+    a, b = await two_replicas(herald_factory, cluster.url(), HERALD_HEARTBEAT_S="3600", HERALD_PUBSUB_PROBE_S="1")
+    room = f"m{uuid.uuid4().hex[:8]}"
+    stream = ChannelKeys.of(key_prefix, chat_channel(room)).stream
+    target = next(port for port in cluster.masters() if port != cluster.master_of(stream))
+
+    figures = await numbered_stream_through(room, lambda: cluster.migrate_slot_of(stream, target), b, [a, b])
+
+    print("\n" + figures.line("herald serve on a cluster, slot migration mid-stream"))
+    assert figures.lost == [] and figures.duplicated == 0
+    assert figures.received == sorted(figures.received), "out of order"
+    assert cluster.master_of(stream) == target
+
+
+async def test_a_replica_whose_cluster_is_unreachable_serves_503s_until_it_is_up(
+    herald_factory: Callable[..., Herald], tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    late = ClusterTopology(tmp_path_factory.mktemp("late"))  # its ports, not started yet
+    seeds = ",".join(f"127.0.0.1:{port}" for port in late.nodes)
+    herald = herald_factory(f"redis+cluster://{seeds}", HERALD_HEARTBEAT_S="3600")
+
+    async def ready() -> bool:
+        return await astatus(f"{herald.http}/ready") == 200
+
+    async with httpx.AsyncClient(timeout=10) as client:
+        assert not await ready()
+        refused = await client.post(f"{herald.http}/api/chat/room/messages", json={"text": "hi"})
+        assert refused.status_code == 503, refused.text
+        await asyncio.to_thread(late.start)
+        try:
+            await eventually(ready, WAIT_S, "ready once the cluster is up")
+            ws, _ = await connect(herald.ws, "room")
+            posted = await client.post(f"{herald.http}/api/chat/room/messages", json={"text": "hi"})
+            assert posted.status_code == 202, posted.text
+            assert (await frame_where(ws, lambda f: f["type"] == "message"))["text"] == "hi"
+            await ws.close()
+        finally:
+            late.stop()

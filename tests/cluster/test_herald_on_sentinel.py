@@ -10,6 +10,7 @@ from collections.abc import Callable
 import httpx
 import pytest
 
+from tests.cluster.serving import presence_and_graphql_cross_replicas, two_replicas
 from tests.helpers.chat import astatus, connect, eventually, frame_where
 from tests.helpers.servers import Herald
 from tests.helpers.topologies import SentinelTopology
@@ -22,8 +23,7 @@ WAIT_S = 30.0
 async def test_replicas_on_a_sentinel_master_chat_and_follow_a_failover(
     sentinels: SentinelTopology, herald_factory: Callable[..., Herald]
 ) -> None:
-    a = herald_factory(sentinels.url, HERALD_PUBSUB_PROBE_S="1", HERALD_HEARTBEAT_S="3600")
-    b = herald_factory(sentinels.url, HERALD_PUBSUB_PROBE_S="1", HERALD_HEARTBEAT_S="3600")
+    a, b = await two_replicas(herald_factory, sentinels.url, HERALD_PUBSUB_PROBE_S="1", HERALD_HEARTBEAT_S="3600")
     assert "sentinel master" in a.log()
     room = f"r{uuid.uuid4().hex[:8]}"
     ws, _ = await connect(a.ws, room)
@@ -52,3 +52,17 @@ async def test_replicas_on_a_sentinel_master_chat_and_follow_a_failover(
 
     await eventually(ready, WAIT_S, "both replicas ready on the new master")
     await ws.close()
+
+
+async def test_presence_graphql_and_one_pubsub_connection_per_replica_on_a_sentinel_master(
+    sentinels: SentinelTopology, herald_factory: Callable[..., Herald]
+) -> None:
+    a, b = await two_replicas(herald_factory, sentinels.url, HERALD_HEARTBEAT_S="3600")
+    rooms = [f"r{uuid.uuid4().hex[:8]}" for _ in range(4)]
+    sockets = [(await connect(herald.ws, room))[0] for herald in (a, b) for room in rooms]
+    await presence_and_graphql_cross_replicas(a, b)
+    clients = sentinels.client_of(sentinels.master_port()).client_list()
+    subscribed = [c for c in clients if int(c["sub"]) > 0 and not c["name"].startswith("sentinel-")]
+    assert len(subscribed) == 2  # one pub/sub connection per replica, however many rooms
+    for ws in sockets:
+        await ws.close()

@@ -267,14 +267,15 @@ class ClusterTopology:
 
 
 class SentinelTopology:
-    """One master, one replica, three sentinels watching them as :data:`SENTINEL_MASTER`."""
+    """One master, ``replicas`` replicas, three sentinels watching them as :data:`SENTINEL_MASTER`."""
 
-    def __init__(self, workdir: Path, sentinels: int = 3) -> None:
+    def __init__(self, workdir: Path, sentinels: int = 3, replicas: int = 1) -> None:
         self.workdir = workdir
         fast_sync = ["--repl-diskless-sync-delay", "0"]
         self.master = RedisServer(workdir / "master", extra_args=fast_sync)
-        self.replica = RedisServer(workdir / "replica")
-        self.replica.extra_args = [*fast_sync, "--replicaof", "127.0.0.1", str(self.master.port)]
+        self.replicas = [RedisServer(workdir / f"replica-{i}") for i in range(replicas)]
+        for replica in self.replicas:
+            replica.extra_args = [*fast_sync, "--replicaof", "127.0.0.1", str(self.master.port)]
         self.sentinels: list[RedisServer] = []
         for i in range(sentinels):
             config = workdir / f"sentinel-{i}" / "sentinel.conf"
@@ -282,13 +283,14 @@ class SentinelTopology:
 
     @property
     def servers(self) -> dict[int, RedisServer]:
-        return {self.master.port: self.master, self.replica.port: self.replica}
+        return {server.port: server for server in (self.master, *self.replicas)}
 
     def start(self) -> SentinelTopology:
         try:
             self.master.start()
-            self.replica.start()
-            wait_for(lambda: self._in_sync(self.replica.port), WAIT_S, "replica in sync")
+            for replica in self.replicas:
+                replica.start()
+            wait_for(lambda: all(self._in_sync(r.port) for r in self.replicas), WAIT_S, "replicas in sync")
             for sentinel in self.sentinels:
                 assert sentinel.config is not None
                 sentinel.config.parent.mkdir(parents=True, exist_ok=True)
@@ -308,7 +310,7 @@ class SentinelTopology:
         return self
 
     def stop(self) -> None:
-        for server in [*self.sentinels, self.master, self.replica]:
+        for server in [*self.sentinels, self.master, *self.replicas]:
             server.stop()
 
     @staticmethod
@@ -317,13 +319,13 @@ class SentinelTopology:
         return info.get("role") == "slave" and info.get("master_link_status") == "up"
 
     def wait_healthy(self, timeout: float = WAIT_S) -> float:
-        """Every sentinel agrees on a live master that has one replica in sync, and sees the other sentinels."""
+        """Every sentinel agrees on a live master that has its replicas in sync, and sees the other sentinels."""
 
         def healthy() -> bool:
             masters = set()
             for sentinel in self.sentinels:
                 state = _client(sentinel.port).sentinel_master(SENTINEL_MASTER)
-                if state["num-slaves"] < 1 or state["num-other-sentinels"] < len(self.sentinels) - 1:
+                if state["num-slaves"] < len(self.replicas) or state["num-other-sentinels"] < len(self.sentinels) - 1:
                     return False
                 if "s_down" in state["flags"] or "o_down" in state["flags"]:
                     return False

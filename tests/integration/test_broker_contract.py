@@ -1,7 +1,9 @@
 """The broker's contract (``broker/facade.py``), on the embedded Redis and on a real ``redis-server``.
 
-Every test runs twice: ``memory://`` (fakeredis) and a private ``redis-server``
-on a free loopback port, isolated by a unique key prefix.
+Every test on ``broker`` / ``broker_factory`` runs twice here: ``memory://`` (fakeredis) and a private
+``redis-server`` on a free loopback port, isolated by a unique key prefix; and twice more in
+``tests/cluster/test_broker_contract_topologies.py``, on a Sentinel set and on a Redis Cluster
+(``CONTRACT`` lists them). Brokers come from ``open_broker``, as ``herald serve`` makes them.
 """
 
 from __future__ import annotations
@@ -14,8 +16,9 @@ from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 
-from broker import SINCE_START, BrokerOptions, Event, Subscription, parse_offset
+from broker import SINCE_START, BrokerOptions, Event, Subscription, open_broker, parse_offset
 from broker.broker import RedisBroker
 from tests.conftest import MS
 from tests.helpers.servers import RedisServer
@@ -43,7 +46,8 @@ async def brokers_on(url: str, prefix: str) -> AsyncIterator[BrokerFactory]:
     async def make(**options: Any) -> Broker:
         options.setdefault("replica_id", f"replica-{len(brokers) + 1}")
         options.setdefault("prefix", prefix)
-        broker = RedisBroker.from_url(url, BrokerOptions(**options))
+        broker = open_broker(url, BrokerOptions(**options))
+        assert isinstance(broker, RedisBroker)
         brokers.append(broker)
         await broker.start()
         assert broker.ready
@@ -468,8 +472,13 @@ async def test_a_subscriber_joining_as_another_publishes_its_first_event_misses_
 
 
 async def subscribers_in_redis(broker: Broker, channel: str) -> int:
-    """PUBSUB NUMSUB, asked on a connection of the broker's own Redis (embedded or real)."""
-    [(_, count)] = await broker.client.pubsub_numsub(broker.keys(channel).pubsub)
+    """PUBSUB NUMSUB (SHARDNUMSUB on the channel's cluster master), asked through the broker's own client."""
+    name = broker.keys(channel).pubsub
+    if isinstance(broker.client, RedisCluster):
+        owner = broker.client.get_node_from_key(name)
+        [(_, count)] = await broker.client.execute_command("PUBSUB SHARDNUMSUB", name, target_nodes=owner)
+    else:
+        [(_, count)] = await broker.client.pubsub_numsub(name)
     return int(count)
 
 

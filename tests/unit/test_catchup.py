@@ -1,7 +1,7 @@
 """Catch-up as a sans-I/O machine: positions, pages, gaps, overflow — no Redis.
 
 A fake stream plays Redis: it answers the machine's reads the way
-``broker.history.read_after`` does (events after an offset, the newest id, the
+a ``broker.history.PageQuery`` read does (events after an offset, the newest id, the
 newest trimmed id, the origin), and the tests interleave live events with those
 reads exactly where a real replay could see them arrive.
 """

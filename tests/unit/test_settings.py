@@ -57,3 +57,11 @@ def test_invalid_setting_is_refused_with_its_name(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setenv("HERALD_SEND_QUEUE", "0")
     with pytest.raises(ValueError, match="send_queue"):
         Settings()
+
+
+def test_replica_acks_are_refused_with_the_embedded_redis(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HERALD_REDIS_MIN_REPLICAS_ACK", "1")
+    with pytest.raises(ValueError, match="redis_min_replicas_ack needs a real Redis"):
+        Settings()
+    monkeypatch.setenv("HERALD_REDIS_URL", "redis+sentinel://127.0.0.1:26379/mymaster")
+    assert Settings().redis_min_replicas_ack == 1
