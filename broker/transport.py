@@ -26,8 +26,10 @@ OnRestored = Callable[[list[str]], None]
 class PubSubTransport(Protocol):
     #: links lost and re-established
     reconnects: int
-    #: failovers and slot moves followed (a new master behind Sentinel; a changed slot map on a cluster)
-    topology_changes: int
+
+    @property
+    def topology_changes(self) -> int:
+        """Failovers and slot moves followed: a new master behind Sentinel; a changed slot map on a cluster."""
 
     @property
     def nodes(self) -> int:

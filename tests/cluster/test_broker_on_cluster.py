@@ -121,12 +121,22 @@ async def test_a_numbered_stream_survives_a_kill_9_of_its_master(
     channel = chat_channel("killed")
     victim = cluster.master_of(ChannelKeys.of(key_prefix, channel).stream)
     received, subscription = await live_subscriber(listener, channel)
+    before = listener.stats()
+    assert f"127.0.0.1:{victim}" in {link.node for link in before.links}
+    assert (before.nodes, before.topology_changes) == (3, 0)
 
     acked, refusals, seconds = await numbered_stream(publisher, channel, lambda: cluster.kill(victim))
 
     await until(lambda: set(acked) <= set(received), what="every acknowledged number delivered")
     assert_exactly_once_in_order(received, acked)
     assert sum(refusals.values()) > 0  # the failover window was refused (or said unknown), not absorbed
+    # What the metrics show: the failover was followed, the channel now heard on the promoted replica.
+    promoted = cluster.master_of(ChannelKeys.of(key_prefix, channel).stream)
+    await until(lambda: listener.stats().topology_changes >= 1, what="the failover counted")
+    after = listener.stats()
+    assert after.nodes == 3
+    assert {link.node: link.channels for link in after.links}.get(f"127.0.0.1:{promoted}") == 1
+    assert f"127.0.0.1:{victim}" not in {link.node for link in after.links}
     request.node.user_properties.append(("broker_kill_to_publish_s", round(seconds, 2)))
     print(
         f"broker on cluster, kill -9: acknowledged {len(acked)}, delivered {len(received)}, {refusals}, "
@@ -143,6 +153,7 @@ async def test_a_numbered_stream_survives_a_slot_migration(
     stream = ChannelKeys.of(key_prefix, channel).stream
     target = next(port for port in cluster.masters() if port != cluster.master_of(stream))
     received, subscription = await live_subscriber(listener, channel)
+    assert listener.stats().topology_changes == 0
 
     acked, refusals, _seconds = await numbered_stream(
         publisher, channel, lambda: cluster.migrate_slot_of(stream, target)
@@ -151,5 +162,8 @@ async def test_a_numbered_stream_survives_a_slot_migration(
     await until(lambda: set(acked) <= set(received), what="every acknowledged number delivered")
     assert_exactly_once_in_order(received, acked)
     assert cluster.master_of(stream) == target
+    # The moved slot is a topology change; the channel is now heard on its new owner.
+    assert listener.stats().topology_changes >= 1
+    assert {link.node: link.channels for link in listener.stats().links}.get(f"127.0.0.1:{target}") == 1
     print(f"broker on cluster, migration: acknowledged {len(acked)}, delivered {len(received)}, {refusals}")
     await subscription.close()
