@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     if spreads := spread_table(results, targets):
         print("\nRedis masters (publishes and subscriptions per master, master CPU per publish):\n")
         print(spreads)
-        print("\nProjection (CPU of one master per publish, measured above):\n")
+        print("\nProjection (marginal master CPU per publish, measured above; the idle share left out):\n")
         print(projection(results, targets))
     _print_notes(results)
     print(f"\nJSON: {args.out}", file=sys.stderr)
