@@ -69,6 +69,8 @@ def _split(value: str, allowed: tuple[str, ...], what: str) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.attach and args.redis != "standalone":
+        raise SystemExit("--attach uses the replicas (and Redis) you started; --redis starts its own: pick one")
     opts = options_from(args)
     targets = _with_topologies(_split(args.targets, TARGETS, "target"), _split(args.redis, TOPOLOGIES, "topology"))
     only = _split(args.only.upper(), WORKLOADS, "workload") if args.only else list(WORKLOADS)

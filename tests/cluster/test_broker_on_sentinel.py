@@ -6,6 +6,7 @@ live subscriber exactly once and in order.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -60,3 +61,21 @@ async def test_a_numbered_stream_survives_a_kill_9_of_the_sentinel_master(
         f"publishes flowing again after {seconds:.2f} s"
     )
     await subscription.close()
+
+
+async def test_a_burst_larger_than_the_pool_waits_for_connections_as_on_one_server(
+    sentinel_broker: BrokerFactory,
+) -> None:
+    """A reconnection storm (every client of a restarted replica at once) queues for the pool's
+    connections, as ``redis://`` does; redis-py's own Sentinel pool refuses past ``pool_size``."""
+    broker = await sentinel_broker(pool_size=4)
+    rooms = [chat_channel(f"burst{i}") for i in range(60)]
+
+    async def join(room: str) -> None:
+        subscription = await broker.subscribe(room, lambda event: None)
+        await broker.presence.enter(room, "ada", f"c-{room}")
+        await broker.publish(room, '{"n": 1}')
+        await subscription.close()
+
+    results = await asyncio.gather(*(join(room) for room in rooms), return_exceptions=True)
+    assert [r for r in results if r is not None] == []

@@ -118,3 +118,15 @@ def test_sentinel_set_is_a_master_a_replica_and_three_sentinels_agreeing_on_it()
     assert sorted(a.host for a in topology.sentinels) == sentinels
     assert {a.port for a in topology.sentinels} == {26379}
     assert set(services["api"]["depends_on"]) == {*sentinels, "redis-replica"}
+
+
+@pytest.mark.parametrize("path", [CLUSTER, SENTINEL], ids=["cluster", "sentinel"])
+def test_the_variants_settings_are_real_settings_with_their_defaults(path: Path) -> None:
+    from api.settings import Settings
+
+    fields = {"HERALD_" + name.upper(): info for name, info in Settings.model_fields.items()}
+    for key, value in load(path)["services"]["api"]["environment"].items():
+        assert key in fields, f"{path.name} sets {key}, which Settings does not read"
+        match = re.fullmatch(r"\$\{(\w+):-(.*)\}", str(value))
+        if match is not None:
+            assert (match.group(1), match.group(2)) == (key, str(fields[key].default))
