@@ -167,3 +167,22 @@ async def test_a_numbered_stream_survives_a_slot_migration(
     assert {link.node: link.channels for link in listener.stats().links}.get(f"127.0.0.1:{target}") == 1
     print(f"broker on cluster, migration: acknowledged {len(acked)}, delivered {len(received)}, {refusals}")
     await subscription.close()
+
+
+async def test_a_burst_larger_than_the_pool_waits_for_connections_as_on_one_server(
+    cluster_broker: BrokerFactory,
+) -> None:
+    """A reconnection storm (every client of a restarted replica at once) queues for the nodes'
+    connections, as ``redis://`` does; redis-py's cluster nodes refuse past ``max_connections``."""
+    broker = await cluster_broker(pool_size=4)
+    rooms = [chat_channel(f"burst{i}") for i in range(60)]
+
+    async def join(room: str) -> None:
+        subscription = await broker.subscribe(room, lambda event: None)
+        await broker.presence.enter(room, "ada", f"c-{room}")
+        await broker.publish(room, '{"n": 1}')
+        assert len(await broker.history(room)) == 1
+        await subscription.close()
+
+    results = await asyncio.gather(*(join(room) for room in rooms), return_exceptions=True)
+    assert [r for r in results if r is not None] == []
