@@ -167,8 +167,11 @@ def _traffic(workers: Workers, workload: Workload, target: Running) -> dict[str,
     metrics = _metrics(workload.duration, published, stats, servers.read(), sum(redis.read()), sum(loadgen.read()))
     if target.redis is not None:
         # Read while the subscribers are still connected: their channels and connections are on the masters.
+        after = snapshot(masters)
+        time.sleep(IDLE_S)  # a second quiet window: the lower of the two is the idle share
+        quiet = (idle, before), (after, snapshot(masters))
         metrics["redis_topology"] = target.redis.kind
-        metrics["redis_masters"] = spread(idle, before, snapshot(masters), sharded=target.redis.kind == "cluster")
+        metrics["redis_masters"] = spread(quiet, before, after, sharded=target.redis.kind == "cluster")
     return metrics
 
 

@@ -74,20 +74,29 @@ def _counts(reply: Any) -> list[int]:
     return [int(n) for n in reply[1::2]]
 
 
-def spread(idle: Snapshot, before: Snapshot, after: Snapshot, sharded: bool) -> list[dict[str, Any]]:
+def _share(start: dict[str, float], end: dict[str, float]) -> float:
+    """Share of one core used between two snapshots of one master."""
+    seconds = end["t"] - start["t"]
+    return (end["cpu_s"] - start["cpu_s"]) / seconds if seconds > 0 else 0.0
+
+
+def spread(
+    quiet: tuple[tuple[Snapshot, Snapshot], ...], before: Snapshot, after: Snapshot, sharded: bool
+) -> list[dict[str, Any]]:
     """One entry per master: its share of the publishes, its channels, and its CPU per publish.
 
-    The CPU per publish is marginal: what the master burns idle (``idle`` -> ``before``, nothing published)
-    is taken off the publishing window (``before`` -> ``after``) first. That fixed cost (serverCron, the
-    cluster bus, Herald's probes) does not grow with the rate; it is reported as ``idle_cpu_share``.
+    The CPU per publish is marginal: what the master burns idle is taken off the publishing window
+    (``before`` -> ``after``) first. That fixed cost (serverCron, the cluster bus, Herald's probes) does not
+    grow with the rate; it is reported as ``idle_cpu_share``, the lowest over the ``quiet`` windows (pairs
+    of snapshots with nothing published), so one window caught in a burst of background work does not
+    count.
     """
     total = sum(after[p]["xadd"] - before[p]["xadd"] for p in after) or 1
     rows = []
     for port in sorted(after):
         publishes = int(after[port]["xadd"] - before[port]["xadd"])
         scripts = after[port]["scripts"] - before[port]["scripts"]
-        quiet = before[port]["t"] - idle[port]["t"]
-        idle_share = (before[port]["cpu_s"] - idle[port]["cpu_s"]) / quiet if quiet > 0 else 0.0
+        idle_share = min(_share(start[port], end[port]) for start, end in quiet)
         window = after[port]["t"] - before[port]["t"]
         cpu = max(0.0, after[port]["cpu_s"] - before[port]["cpu_s"] - idle_share * window)
         channels, subscriptions, connections = _pubsub(client(port), sharded)
