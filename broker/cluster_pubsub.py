@@ -26,7 +26,7 @@ from broker.cluster_connect import master_of_slot
 from broker.cluster_link import SMESSAGE, SSUBSCRIBE, SUNSUBSCRIBE, NodeLink, fail_future, probe_channel_for
 from broker.errors import REDIS_FAILURES, Unavailable
 from broker.pubsub import backoff_delay
-from broker.slot_layout import SlotLayout
+from broker.slot_layout import LayoutStats, SlotLayout
 from broker.transport import OnLost, OnMessage, OnRestored, guarded
 
 log = logging.getLogger(__name__)
@@ -47,7 +47,7 @@ class _Rejected(Exception):
     """Redis answered an SSUBSCRIBE with an error (MOVED, CLUSTERDOWN...)."""
 
 
-class ClusterPubSub:
+class ClusterPubSub(LayoutStats):
     """A :class:`broker.transport.PubSubTransport` over Redis Cluster's sharded pub/sub."""
 
     def __init__(
@@ -94,14 +94,6 @@ class ClusterPubSub:
     @property
     def ready(self) -> bool:
         return self._started and not self._to_restore
-
-    @property
-    def nodes(self) -> int:
-        return self._layout.masters
-
-    @property
-    def topology_changes(self) -> int:
-        return self._layout.changes
 
     def links(self) -> dict[str, int]:
         """node name -> names subscribed on it: one entry per pub/sub connection (for metrics and tests)."""

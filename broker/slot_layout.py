@@ -42,3 +42,18 @@ class SlotLayout:
         if self._owners and owners != self._owners:
             self._changes += 1
         self._owners = owners
+
+
+class LayoutStats:
+    """A transport's ``nodes`` and ``topology_changes`` (``broker.transport.PubSubTransport``), read from
+    the ``SlotLayout`` it keeps."""
+
+    _layout: SlotLayout
+
+    @property
+    def nodes(self) -> int:
+        return self._layout.masters
+
+    @property
+    def topology_changes(self) -> int:
+        return self._layout.changes
