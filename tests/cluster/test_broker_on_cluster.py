@@ -86,6 +86,21 @@ async def live_subscriber(broker: Broker, channel: str) -> tuple[list[int], Any]
     return received, subscription
 
 
+async def burst_of_joins(broker: Broker, rooms: int) -> list[BaseException]:
+    """``rooms`` clients joining at once (subscribe, presence, a publish, a history read): what failed."""
+
+    async def join(room: str) -> None:
+        subscription = await broker.subscribe(room, lambda event: None)
+        await broker.presence.enter(room, "ada", f"c-{room}")
+        await broker.publish(room, '{"n": 1}')
+        assert len(await broker.history(room)) == 1
+        await subscription.close()
+
+    names = [chat_channel(f"burst{i}") for i in range(rooms)]
+    results = await asyncio.gather(*(join(room) for room in names), return_exceptions=True)
+    return [r for r in results if r is not None]
+
+
 def assert_exactly_once_in_order(received: list[int], acked: list[int]) -> None:
     assert received == sorted(set(received)), "duplicated or out of order"
     assert set(acked) <= set(received), f"lost: {sorted(set(acked) - set(received))}"
@@ -174,15 +189,4 @@ async def test_a_burst_larger_than_the_pool_waits_for_connections_as_on_one_serv
 ) -> None:
     """A reconnection storm (every client of a restarted replica at once) queues for the nodes'
     connections, as ``redis://`` does; redis-py's cluster nodes refuse past ``max_connections``."""
-    broker = await cluster_broker(pool_size=4)
-    rooms = [chat_channel(f"burst{i}") for i in range(60)]
-
-    async def join(room: str) -> None:
-        subscription = await broker.subscribe(room, lambda event: None)
-        await broker.presence.enter(room, "ada", f"c-{room}")
-        await broker.publish(room, '{"n": 1}')
-        assert len(await broker.history(room)) == 1
-        await subscription.close()
-
-    results = await asyncio.gather(*(join(room) for room in rooms), return_exceptions=True)
-    assert [r for r in results if r is not None] == []
+    assert await burst_of_joins(await cluster_broker(pool_size=4), 60) == []

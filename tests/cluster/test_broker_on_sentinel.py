@@ -6,7 +6,6 @@ live subscriber exactly once and in order.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -17,6 +16,7 @@ from tests.cluster.helpers import until
 from tests.cluster.test_broker_on_cluster import (
     BrokerFactory,
     assert_exactly_once_in_order,
+    burst_of_joins,
     live_subscriber,
     numbered_stream,
 )
@@ -68,14 +68,4 @@ async def test_a_burst_larger_than_the_pool_waits_for_connections_as_on_one_serv
 ) -> None:
     """A reconnection storm (every client of a restarted replica at once) queues for the pool's
     connections, as ``redis://`` does; redis-py's own Sentinel pool refuses past ``pool_size``."""
-    broker = await sentinel_broker(pool_size=4)
-    rooms = [chat_channel(f"burst{i}") for i in range(60)]
-
-    async def join(room: str) -> None:
-        subscription = await broker.subscribe(room, lambda event: None)
-        await broker.presence.enter(room, "ada", f"c-{room}")
-        await broker.publish(room, '{"n": 1}')
-        await subscription.close()
-
-    results = await asyncio.gather(*(join(room) for room in rooms), return_exceptions=True)
-    assert [r for r in results if r is not None] == []
+    assert await burst_of_joins(await sentinel_broker(pool_size=4), 60) == []
