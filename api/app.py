@@ -76,8 +76,7 @@ def build_state(settings: Settings, traces: tracing.Tracing | None = None) -> Ap
 
     metrics.sources = Sources(
         connections=open_connections,
-        reconnects=lambda: broker.stats().reconnects,
-        channels=lambda: broker.stats().channels,
+        broker=broker.stats,
         graphql_subscriptions=graphql.subscriptions,
         graphql_shared_streams=graphql.shared_streams,
     )

@@ -12,6 +12,8 @@ from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from broker import BrokerStats
+
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 #: ``herald_connections`` / ``herald_sse_streams`` labels: every one is exposed from start-up
 ENDPOINTS = ("chat", "graphql")
@@ -32,8 +34,7 @@ class Sources:
 
     #: open connections of (endpoint, transport)
     connections: Callable[[str, str], int]
-    reconnects: Callable[[], int]
-    channels: Callable[[], int]
+    broker: Callable[[], BrokerStats]
     graphql_subscriptions: Callable[[], int]
     graphql_shared_streams: Callable[[], int]
 
@@ -83,18 +84,37 @@ class _Collector(Collector):
             streams.add_metric([endpoint], sse)
         yield connections
         yield streams
+        redis = sources.broker()
         for name, doc, value in (
             ("herald_messages_published", "Events published by this replica", counts.published),
             ("herald_messages_delivered", "Frames handed to local clients", counts.delivered),
             ("herald_slow_consumers", "Clients closed 1013 for a full send queue", counts.slow_consumers),
             ("herald_rate_limited", "Chat frames refused by the rate limit", counts.rate_limited),
-            ("herald_redis_reconnects", "Pub/sub reconnections to Redis", sources.reconnects()),
+            ("herald_redis_reconnects", "Pub/sub reconnections to Redis", redis.reconnects),
+            ("herald_redis_topology_changes", "Redis failovers and slot moves followed", redis.topology_changes),
             ("herald_graphql_executions", "Subscription events executed", counts.graphql_executions),
         ):
             yield CounterMetricFamily(name, doc, value=value)
         for name, doc, value in (
-            ("herald_channels", "Channels this replica is subscribed to", sources.channels()),
+            ("herald_channels", "Channels this replica is subscribed to", redis.channels),
+            ("herald_redis_nodes", "Redis masters this replica knows", redis.nodes),
             ("herald_graphql_subscriptions", "Active GraphQL subscription operations", sources.graphql_subscriptions()),
             ("herald_graphql_shared_streams", "Distinct executions serving them", sources.graphql_shared_streams()),
         ):
             yield GaugeMetricFamily(name, doc, value=value)
+        yield from _per_node(redis)
+
+
+def _per_node(redis: BrokerStats) -> Iterator[Metric]:
+    """One sample per Redis node the replica listens on: where its pub/sub connections and channels are."""
+    connections = GaugeMetricFamily(
+        "herald_redis_pubsub_connections", "Pub/sub connections to each Redis node", labels=["node"]
+    )
+    channels = GaugeMetricFamily(
+        "herald_redis_pubsub_channels", "Channels subscribed on each Redis node", labels=["node"]
+    )
+    for link in redis.links:
+        connections.add_metric([link.node], link.connections)
+        channels.add_metric([link.node], link.channels)
+    yield connections
+    yield channels

@@ -19,12 +19,15 @@ Workloads:
   W4  --rooms rooms x 2 members (one per replica), round-robin closed-loop publishers
   W5  W1 through GraphQL chatMessage subscriptions (graphql-transport-ws; Herald only)
 
-Needs: the bench extra (pip install 'herald[bench]') and redis-server on PATH (not with --attach).
+Needs: the bench extra (pip install 'herald[bench]') and redis-server on PATH (not with --attach);
+--redis cluster needs redis-cli too.
 
 Examples:
   herald bench                                   all workloads, all targets (about 8 minutes)
   herald bench --quick --targets raw             smoke test, < 30 s
   herald bench --only W1,W3 --duration 10 --repeat 3
+  herald bench --only W1,W4 --targets herald --redis standalone,sentinel,cluster
+                                                 Herald on each local Redis topology, side by side
   herald bench --attach 8001,8002                replicas you started yourself (Redis behind them)
   herald bench --calibrate                       the load generator's own capacity
 """
@@ -32,9 +35,13 @@ Examples:
 EPILOG = """\
 Output formats:
   stdout   a markdown table: one row per metric, one column per target, then the ratios
-           herald/broadcaster and herald/raw (throughput: higher is better; latency, memory, CPU: lower)
+           herald/broadcaster and herald/raw (throughput: higher is better; latency, memory, CPU: lower);
+           then, for Herald, how publishes and subscriptions spread over the Redis masters (one row per
+           master: publishes and share, channels, subscriptions, pub/sub connections, CPU per publish)
+           and the projection: masters needed for a publish rate, from the measured CPU per publish
   --out    JSON: {"created", "machine", "options", "targets": {NAME: {"replicas", "notes",
-           "workloads": {W1: {metric: value, ...}}}}, "ratios", "ratio_meaning"};
+           "workloads": {W1: {metric: value, ..., "redis_masters": [...]}}}}, "ratios",
+           "ratio_meaning"};
            a target or workload that failed has "error" instead of figures
   stderr   progress and warnings (e.g. a busy machine)
 Exit status: 0, or 1 when any target or workload failed (the others still report).
@@ -57,6 +64,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--only", help="comma-separated workloads, e.g. W1,W3 (default: all)")
     p.add_argument(
         "--targets", default="herald,broadcaster,raw", help="comma-separated (default herald,broadcaster,raw)"
+    )
+    p.add_argument(
+        "--redis",
+        default="standalone",
+        help="comma-separated Redis topologies for Herald, started locally: standalone, sentinel (1 master,\n"
+        "1 replica, 3 sentinels), cluster (3 masters + 3 replicas); each beyond standalone is a column of\n"
+        "its own (herald-sentinel, herald-cluster), with its publishes and channels per master (default standalone)",
     )
     p.add_argument("--attach", help="comma-separated ports of running Herald replicas to benchmark instead")
     p.add_argument("--workers", type=int, default=2, help="load-generator processes (default 2)")

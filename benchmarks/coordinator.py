@@ -12,6 +12,7 @@ from typing import Any
 
 from benchmarks.loadgen import worker_main
 from benchmarks.procs import cpu_split, rss_kb
+from benchmarks.spread import IDLE_S, snapshot, spread
 from benchmarks.targets import Running
 from benchmarks.workloads import Workload
 
@@ -150,15 +151,28 @@ def _connect(workers: Workers, workload: Workload) -> dict[str, Any]:
 
 
 def _traffic(workers: Workers, workload: Workload, target: Running) -> dict[str, Any]:
+    masters = target.redis.masters if target.redis is not None else []
+    idle = snapshot(masters)
+    if masters:
+        time.sleep(IDLE_S)  # what the masters burn with nothing published (cron, cluster bus, probes)
+    before = snapshot(masters)
     t_start = time.monotonic_ns() + 100_000_000  # every worker starts publishing at the same instant
     t_end = t_start + int(workload.duration * 1e9)
-    servers, redis, loadgen = CpuMeter(target.server_pids), CpuMeter(_redis(target)), CpuMeter(workers.pids)
+    servers, redis, loadgen = CpuMeter(target.server_pids), CpuMeter(target.redis_pids), CpuMeter(workers.pids)
     published: dict[str, tuple[str, int]] = {}
     for _, counts in workers.ask(("go", t_start, t_end), "published", workload.duration + 30, "running"):
         published.update(counts)
     drain_timeout = max(p.drain_timeout for p in workload.plans)
     stats = [s for _, s in workers.ask(("expect", published), "stats", drain_timeout + 30, "draining")]
-    return _metrics(workload.duration, published, stats, servers.read(), sum(redis.read()), sum(loadgen.read()))
+    metrics = _metrics(workload.duration, published, stats, servers.read(), sum(redis.read()), sum(loadgen.read()))
+    if target.redis is not None:
+        # Read while the subscribers are still connected: their channels and connections are on the masters.
+        after = snapshot(masters)
+        time.sleep(IDLE_S)  # a second quiet window: the lower of the two is the idle share
+        quiet = (idle, before), (after, snapshot(masters))
+        metrics["redis_topology"] = target.redis.kind
+        metrics["redis_masters"] = spread(quiet, before, after, sharded=target.redis.kind == "cluster")
+    return metrics
 
 
 def _metrics(
@@ -210,10 +224,6 @@ def _percentiles(lat: list[int]) -> dict[str, float | None]:
         return lat[min(len(lat) - 1, int(q * len(lat)))] / 1000
 
     return {"p50": pick(0.5), "p99": pick(0.99), "max": lat[-1] / 1000, "samples": len(lat)}
-
-
-def _redis(target: Running) -> list[int]:
-    return [target.redis_pid] if target.redis_pid is not None else []
 
 
 def _rss(pids: list[int]) -> int | None:

@@ -100,8 +100,8 @@ class ProcessGroup:
 
     def stop(self, grace: float = 10.0) -> None:
         """Replicas first (all at once), Redis last, so no replica's shutdown meets a vanished Redis."""
-        servers = [p for p in self.procs if p.name != "redis"]
-        for batch in (servers, [p for p in self.procs if p.name == "redis"]):
+        redis = [p for p in self.procs if p.name.startswith("redis")]
+        for batch in ([p for p in self.procs if p not in redis], redis):
             for proc in batch:
                 if proc.popen.poll() is None:
                     with contextlib.suppress(ProcessLookupError):
@@ -126,11 +126,3 @@ def wait_port(proc: Proc, port: int, timeout: float = 20.0) -> None:
             return
         time.sleep(0.05)
     raise RuntimeError(f"{proc.name} did not listen on port {port} within {timeout:.0f}s:\n{proc.log_tail()}")
-
-
-def start_redis(group: ProcessGroup) -> tuple[Proc, int]:
-    port = free_port()
-    argv = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-    proc = group.start("redis", argv)
-    wait_port(proc, port)
-    return proc, port

@@ -72,6 +72,10 @@ def _loss(m: dict[str, Any]) -> str:
     return f"{m['lost']} / {m['duplicates']}"
 
 
+def _redis_cpu(m: dict[str, Any]) -> float | None:
+    return m["redis_cpu_s"] * 1e6 / m["published"] if m.get("published") else None
+
+
 def _lat(key: str) -> Callable[[dict[str, Any]], float | None]:
     return lambda m: m["latency_ms"][key]
 
@@ -81,6 +85,7 @@ ROWS = [
     Row("W1 lost / duplicates", "W1", _loss, ratio=False),
     Row("W1 server CPU µs/delivery", "W1", lambda m: m["server_cpu_us_per_delivery"], "{:.2f}"),
     Row("W1 load generator CPU µs/delivery", "W1", lambda m: m["loadgen_cpu_us_per_delivery"], "{:.2f}", False),
+    Row("W1 Redis CPU µs/publish (every data node)", "W1", _redis_cpu, "{:.1f}", False),
     Row("W2 delivered/s (offered: rate × subscribers)", "W2", lambda m: m["deliveries_per_s"]),
     Row("W2 latency p50 ms", "W2", _lat("p50"), "{:.2f}"),
     Row("W2 latency p99 ms", "W2", _lat("p99"), "{:.2f}"),
@@ -93,6 +98,7 @@ ROWS = [
     Row("W4 rooms deliveries/s", "W4", lambda m: m["deliveries_per_s"]),
     Row("W4 lost / duplicates", "W4", _loss, ratio=False),
     Row("W4 server CPU µs/delivery", "W4", lambda m: m["server_cpu_us_per_delivery"], "{:.2f}"),
+    Row("W4 Redis CPU µs/publish (every data node)", "W4", _redis_cpu, "{:.1f}", False),
     Row("W5 GraphQL deliveries/s", "W5", lambda m: m["deliveries_per_s"]),
     Row("W5 lost / duplicates", "W5", _loss, ratio=False),
     Row("W5 server CPU µs/delivery", "W5", lambda m: m["server_cpu_us_per_delivery"], "{:.2f}"),

@@ -29,7 +29,9 @@ from benchmarks.calibrate import CLIENTS, calibrate, calibration_table
 from benchmarks.coordinator import Tick, run_workload
 from benchmarks.procs import ProcessGroup, raise_fd_limit
 from benchmarks.report import Progress, Results, pick_median, table, write_json
-from benchmarks.targets import TARGETS, attach, herald_available, start_target
+from benchmarks.spread import projection, spread_table
+from benchmarks.targets import HERALD_ON, TARGETS, attach, herald_available, start_target
+from benchmarks.topologies import TOPOLOGIES
 from benchmarks.workloads import DESCRIPTIONS, HERALD_ONLY, WORKLOADS, Options, build
 
 
@@ -67,8 +69,10 @@ def _split(value: str, allowed: tuple[str, ...], what: str) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.attach and args.redis != "standalone":
+        raise SystemExit("--attach uses the replicas (and Redis) you started; --redis starts its own: pick one")
     opts = options_from(args)
-    targets = _split(args.targets, TARGETS, "target")
+    targets = _with_topologies(_split(args.targets, TARGETS, "target"), _split(args.redis, TOPOLOGIES, "topology"))
     only = _split(args.only.upper(), WORKLOADS, "workload") if args.only else list(WORKLOADS)
     order = [w for w in WORKLOADS if w in only]
     raise_fd_limit()
@@ -76,10 +80,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.calibrate:
         return _calibrate(args, opts)
     results: Results = {name: {"workloads": {}, "notes": []} for name in targets}
-    if "herald" in targets and not args.attach and (reason := herald_available()) is not None:
-        results["herald"]["error"] = reason
+    heralds = [t for t in targets if t.startswith("herald")]
+    if heralds and not args.attach and (reason := herald_available()) is not None:
+        for name in heralds:
+            results[name]["error"] = reason
     pairs = [
-        (w, t) for w in order for t in targets if "error" not in results[t] and (t == "herald" or w not in HERALD_ONLY)
+        (w, t) for w in order for t in targets if "error" not in results[t] and (t in heralds or w not in HERALD_ONLY)
     ]
     _warn_if_busy()
     progress = Progress(len(pairs) * args.repeat)
@@ -102,10 +108,24 @@ def main(argv: list[str] | None = None) -> int:
     options = asdict(opts) | {"replicas": args.replicas, "repeat": args.repeat, "targets": targets, "workloads": order}
     write_json(args.out, results, options, load_average=os.getloadavg())
     print(table(results, targets))
+    if spreads := spread_table(results, targets):
+        print("\nRedis masters (publishes and subscriptions per master, master CPU per publish):\n")
+        print(spreads)
+        print("\nProjection (marginal master CPU per publish, measured above; the idle share left out):\n")
+        print(projection(results, targets))
     _print_notes(results)
     print(f"\nJSON: {args.out}", file=sys.stderr)
     failed = any("error" in r or any("error" in m for m in r["workloads"].values()) for r in results.values())
     return 1 if failed else 0
+
+
+def _with_topologies(targets: list[str], topologies: list[str]) -> list[str]:
+    """``herald`` becomes one target per ``--redis`` topology: ``herald`` (standalone), ``herald-cluster``..."""
+    if "herald" not in targets:
+        return targets
+    heralds = ["herald" if kind == "standalone" else HERALD_ON[kind] for kind in topologies]
+    i = targets.index("herald")
+    return [*targets[:i], *heralds, *targets[i + 1 :]]
 
 
 def _warn_if_busy() -> None:

@@ -11,10 +11,13 @@ from pathlib import Path
 
 from websockets.sync.client import connect
 
-from benchmarks.procs import Proc, ProcessGroup, free_port, start_redis, wait_port
+from benchmarks.procs import Proc, ProcessGroup, free_port, wait_port
+from benchmarks.topologies import LocalTopology, start_topology
 from benchmarks.wire import chat_url
 
 TARGETS = ("herald", "broadcaster", "raw")
+#: ``--redis`` topologies other than standalone run Herald as a target of its own, side by side
+HERALD_ON = {"sentinel": "herald-sentinel", "cluster": "herald-cluster"}
 
 # The publisher is closed-loop, so Herald's per-client rate limit and send queue must not be what is measured.
 HERALD_BENCH_ENV = {
@@ -33,8 +36,12 @@ class Running:
     name: str
     ports: list[int]
     server_pids: list[int]  # one per port when known; empty when attached to servers we cannot see
-    redis_pid: int | None = None
+    redis: LocalTopology | None = None
     notes: list[str] = field(default_factory=list)
+
+    @property
+    def redis_pids(self) -> list[int]:
+        return self.redis.data_pids if self.redis is not None else []
 
 
 def herald_command() -> list[str]:
@@ -60,19 +67,24 @@ def _probe(proc: Proc, port: int, timeout: float = 20.0) -> None:
     raise RuntimeError(f"{proc.name} on port {port} is not serving chat ({error!r}):\n{proc.log_tail()}")
 
 
+def redis_of(name: str) -> str:
+    """The Redis topology a target runs on: ``herald-cluster`` -> ``cluster``; the others, standalone."""
+    return next((kind for kind, target in HERALD_ON.items() if target == name), "standalone")
+
+
 def start_target(name: str, replicas: int, group: ProcessGroup) -> Running:
     if name == "raw":
         return _start_raw(group)
-    redis, redis_port = start_redis(group)
-    redis_url = f"redis://127.0.0.1:{redis_port}"
+    redis = start_topology(redis_of(name), group)
+    redis_url = redis.url
     servers: list[Proc] = []
     ports: list[int] = []
     for i in range(1, replicas + 1):
         port = free_port()
-        if name == "herald":
+        if name == "herald" or name in HERALD_ON.values():
             argv = [*herald_command(), "serve", "--host", "127.0.0.1", "--port", str(port)]
             argv += ["--redis-url", redis_url, "--replica-id", f"r{i}"]
-            proc = group.start(f"herald-r{i}", argv, env=HERALD_BENCH_ENV)
+            proc = group.start(f"{name}-r{i}", argv, env=HERALD_BENCH_ENV)
         elif name == "broadcaster":
             argv = [sys.executable, "-m", "uvicorn", "benchmarks.peer_broadcaster:app", "--host", "127.0.0.1"]
             argv += ["--port", str(port), "--log-level", "warning", "--no-access-log"]
@@ -84,7 +96,7 @@ def start_target(name: str, replicas: int, group: ProcessGroup) -> Running:
         ports.append(port)
     for proc, port in zip(servers, ports, strict=True):
         _probe(proc, port)
-    return Running(name, ports, [p.pid for p in servers], redis.pid)
+    return Running(name, ports, [p.pid for p in servers], redis)
 
 
 def _start_raw(group: ProcessGroup) -> Running:

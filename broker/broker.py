@@ -16,7 +16,7 @@ from broker import history
 from broker.catchup import CatchUp, Read, replay_pages
 from broker.connect import create_redis, is_memory, redact
 from broker.errors import REDIS_FAILURES, Duplicate, Unavailable
-from broker.facade import BrokerOptions, BrokerStats, Published, StoredBook
+from broker.facade import BrokerOptions, BrokerStats, NodeLinks, Published, StoredBook
 from broker.history import HistoryPage, PageQuery
 from broker.hub import Hub
 from broker.keys import BOOKS_CHANNEL, ChannelKeys, book_index_key, book_key, idempotency_key
@@ -94,10 +94,14 @@ class RedisBroker:
             return False
 
     def stats(self) -> BrokerStats:
+        link = self.listener.link
         return BrokerStats(
             channels=len(self.listener.channels()),
-            reconnects=self.listener.reconnects,
+            reconnects=link.reconnects,
             malformed=self.listener.malformed,
+            nodes=link.nodes,
+            links=tuple(NodeLinks(node, 1, names) for node, names in sorted(link.links().items())),
+            topology_changes=link.topology_changes,
         )
 
     # -- publishing ------------------------------------------------------------------

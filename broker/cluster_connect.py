@@ -9,6 +9,7 @@ asks the nodes one after another.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from redis.asyncio.cluster import ClusterNode, RedisCluster
@@ -20,6 +21,27 @@ from broker.urls import ClusterUrl
 
 CONNECT_TIMEOUT_S = 1.0
 SOCKET_TIMEOUT_S = 2.0
+
+
+def read_share(pool_size: int) -> int:
+    """Page-read MULTIs in flight at once (``broker.reads``): a quarter of each node's pool."""
+    return max(1, pool_size // 4)
+
+
+class BoundedRedisCluster(RedisCluster):
+    """A ``RedisCluster`` whose commands wait their turn once ``in_flight`` are out, so that no node's
+    pool runs dry: redis-py's cluster nodes raise ``MaxConnectionsError`` past ``max_connections``
+    instead of waiting, which turned a burst of joins (a restarted replica's clients all coming back)
+    into 1013s where ``redis://``'s blocking pool queues them. (Pipelines, the page reads, bound
+    themselves; the publish script has its own sender per node.)"""
+
+    def __init__(self, *args: Any, in_flight: int, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._turns = asyncio.Semaphore(in_flight)
+
+    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        async with self._turns:
+            return await super().execute_command(*args, **kwargs)
 
 
 def create_cluster_redis(
@@ -38,7 +60,11 @@ def create_cluster_redis(
     }
     if topology.tls:
         options["ssl"] = True
-    return RedisCluster(startup_nodes=[ClusterNode(a.host, a.port) for a in topology.seeds], **options)
+    # What the page reads and the publish senders (one per node, one SCRIPT LOAD) may hold is left over.
+    in_flight = max(1, pool_size - read_share(pool_size) - 2)
+    return BoundedRedisCluster(
+        startup_nodes=[ClusterNode(a.host, a.port) for a in topology.seeds], in_flight=in_flight, **options
+    )
 
 
 def master_of_slot(cluster: RedisCluster, slot: int) -> ClusterNode:

@@ -122,3 +122,9 @@ def probe_channel_for(control: str, slots: dict[int, list[ClusterNode]], node: C
         if owners and owners[0].name == node.name:
             return name
     return None
+
+
+def fail_future(future: asyncio.Future[None], exc: BaseException) -> None:
+    if not future.done():
+        future.set_exception(exc)
+        future.exception()  # retrieved: an abandoned confirmation is not an "exception never retrieved"

@@ -23,9 +23,10 @@ from redis.crc import key_slot
 from redis.exceptions import RedisError, ResponseError
 
 from broker.cluster_connect import master_of_slot
-from broker.cluster_link import SMESSAGE, SSUBSCRIBE, SUNSUBSCRIBE, NodeLink, probe_channel_for
+from broker.cluster_link import SMESSAGE, SSUBSCRIBE, SUNSUBSCRIBE, NodeLink, fail_future, probe_channel_for
 from broker.errors import REDIS_FAILURES, Unavailable
 from broker.pubsub import backoff_delay
+from broker.slot_layout import LayoutStats, SlotLayout
 from broker.transport import OnLost, OnMessage, OnRestored, guarded
 
 log = logging.getLogger(__name__)
@@ -46,7 +47,7 @@ class _Rejected(Exception):
     """Redis answered an SSUBSCRIBE with an error (MOVED, CLUSTERDOWN...)."""
 
 
-class ClusterPubSub:
+class ClusterPubSub(LayoutStats):
     """A :class:`broker.transport.PubSubTransport` over Redis Cluster's sharded pub/sub."""
 
     def __init__(
@@ -86,6 +87,7 @@ class ClusterPubSub:
         self._prober: asyncio.Task[None] | None = None
         self._started = False
         self.reconnects = 0
+        self._layout = SlotLayout(cluster.nodes_manager)
 
     # -- the interface --------------------------------------------------------------
 
@@ -210,7 +212,7 @@ class ClusterPubSub:
             link = await self._link(node)
         except (*REDIS_FAILURES, TimeoutError, NodeLinkFailed) as exc:
             for future in self._batches.pop(node.name, {}).values():
-                _fail(future, exc)
+                fail_future(future, exc)
             return
         batch = self._batches.pop(node.name, {})
         names = [name for name, future in batch.items() if not future.done()]
@@ -281,7 +283,7 @@ class ClusterPubSub:
                 del self._where[name]
             link.assigned.discard(name)
             if (future := self._inflight.pop(name, None)) is not None:
-                _fail(future, _Rejected(str(exc)))
+                fail_future(future, _Rejected(str(exc)))
 
     def _moved_away(self, link: NodeLink, channel: str) -> None:
         """Redis dropped ``channel`` on its own: its slot left this node."""
@@ -316,7 +318,7 @@ class ClusterPubSub:
         for command in link.pending:
             for name in command.waiting:
                 if (future := self._inflight.pop(name, None)) is not None:
-                    _fail(future, exc)
+                    fail_future(future, exc)
         lost = [name for name in link.confirmed if name in self._wanted]
         for name in link.assigned:
             if self._where.get(name) is link:
@@ -361,6 +363,7 @@ class ClusterPubSub:
             await asyncio.wait_for((load or self._cluster.nodes_manager.initialize)(), REFRESH_TIMEOUT_S)
         except (*REDIS_FAILURES, TimeoutError):
             return False
+        self._layout.observe()
         return True
 
     # -- liveness -------------------------------------------------------------------------
@@ -389,9 +392,3 @@ class ClusterPubSub:
         if self._links.get(link.node.name) is link:
             del self._links[link.node.name]
         await link.shut()
-
-
-def _fail(future: asyncio.Future[None], exc: BaseException) -> None:
-    if not future.done():
-        future.set_exception(exc)
-        future.exception()  # retrieved: an abandoned confirmation is not an "exception never retrieved"

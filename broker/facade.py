@@ -56,6 +56,18 @@ class StoredBook:
 
 
 @dataclass(frozen=True, slots=True)
+class NodeLinks:
+    """The pub/sub connections this replica holds to one Redis node."""
+
+    #: ``host:port`` as the topology names it
+    node: str
+    #: open pub/sub connections to it (Herald keeps at most one per node)
+    connections: int
+    #: channels subscribed over them
+    channels: int
+
+
+@dataclass(frozen=True, slots=True)
 class BrokerStats:
     #: channels this replica is subscribed to
     channels: int
@@ -63,6 +75,13 @@ class BrokerStats:
     reconnects: int
     #: pub/sub payloads skipped because they did not decode
     malformed: int
+    #: Redis masters this replica knows: 1 for one server or Sentinel (the current master), the slot map's
+    #: masters for a cluster
+    nodes: int = 1
+    #: pub/sub connections per node, one entry per node this replica listens on
+    links: tuple[NodeLinks, ...] = ()
+    #: failovers and slot moves this replica followed
+    topology_changes: int = 0
 
 
 @dataclass(slots=True)

@@ -85,6 +85,19 @@ class PubSubLink:
         self._connected = asyncio.Event()
         self._stopping = False
         self.reconnects = 0
+        #: times a (re)connection landed on another server than the last one (a Sentinel failover)
+        self.topology_changes = 0
+        self._address: str | None = None
+
+    @property
+    def nodes(self) -> int:
+        return 1
+
+    def links(self) -> dict[str, int]:
+        """server address -> names subscribed on it: the one pub/sub connection, while it is up."""
+        if not self.ready or self._address is None:
+            return {}
+        return {self._address: len(self._wanted)}
 
     @property
     def ready(self) -> bool:
@@ -209,6 +222,7 @@ class PubSubLink:
         self._restoring = set(self._wanted)
         await pubsub.subscribe(self._control, *sorted(self._restoring))
         self._pubsub = pubsub
+        self._note_address(_address_of(pubsub.connection))
         if self.reconnects:
             # Idle pooled connections predate the outage and are likely dead: the first command on
             # each would fail (a 503 right after Redis is back). Drop them; in-use ones fail on their own.
@@ -217,6 +231,13 @@ class PubSubLink:
             if self._restoring:
                 log.info("redis pub/sub reconnected; replaying %d channel(s)", len(self._restoring))
         self._connected.set()
+
+    def _note_address(self, address: str) -> None:
+        # Behind Sentinel each connect asks for the master: another address means a failover was followed.
+        if self._address is not None and address != self._address:
+            self.topology_changes += 1
+            log.info("redis pub/sub link moved from %s to %s", self._address, address)
+        self._address = address
 
     async def _serve(self) -> None:
         reader = asyncio.create_task(self._read_forever(), name="herald-pubsub-reader")
@@ -274,6 +295,16 @@ class PubSubLink:
         if pubsub is not None:
             with contextlib.suppress(Exception):
                 await pubsub.aclose()
+
+
+def _address_of(connection: Any) -> str:
+    """``host:port`` of a connected redis-py connection; a unix socket's path; ``embedded`` for ``memory://``."""
+    if type(connection).__module__.startswith("fakeredis"):
+        return "embedded"
+    host, port = getattr(connection, "host", None), getattr(connection, "port", None)
+    if host is not None and port is not None:
+        return f"{host}:{port}"
+    return str(getattr(connection, "path", "unknown"))
 
 
 def _consume_result(task: asyncio.Future[None]) -> None:

@@ -47,9 +47,17 @@ def multi_exec(client: redis.Redis) -> Transact:
 
 
 class PageReader:
-    def __init__(self, transact: Transact, group: Callable[[PageQuery], int] | None = None) -> None:
+    def __init__(
+        self,
+        transact: Transact,
+        group: Callable[[PageQuery], int] | None = None,
+        groups_in_flight: int = CONCURRENT_BATCHES,
+    ) -> None:
+        """``groups_in_flight``: MULTIs out at once when batches split by ``group`` (a cluster node's
+        pool raises when exhausted instead of waiting)."""
         self._transact = transact
         self._group = group
+        self._turns = asyncio.Semaphore(groups_in_flight)
         self._waiting: list[_Call] = []
         self._sender: asyncio.Task[None] | None = None
 
@@ -83,7 +91,11 @@ class PageReader:
         groups: dict[int, list[_Call]] = {}
         for call in batch:
             groups.setdefault(self._group(call[0]), []).append(call)
-        await asyncio.gather(*(self._send_one(slot, calls) for slot, calls in groups.items()))
+        await asyncio.gather(*(self._send_turn(slot, calls) for slot, calls in groups.items()))
+
+    async def _send_turn(self, slot: int, batch: list[_Call]) -> None:
+        async with self._turns:
+            await self._send_one(slot, batch)
 
     async def _send_one(self, slot: int, batch: list[_Call]) -> None:
         commands = [query.commands() for query, _ in batch]

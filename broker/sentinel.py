@@ -19,8 +19,9 @@ from __future__ import annotations
 from typing import Any
 
 import redis.asyncio as redis
+from redis.asyncio.connection import BlockingConnectionPool
 from redis.asyncio.retry import Retry
-from redis.asyncio.sentinel import MasterNotFoundError, Sentinel
+from redis.asyncio.sentinel import MasterNotFoundError, Sentinel, SentinelConnectionPool
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
@@ -28,6 +29,14 @@ from broker.urls import SentinelUrl
 
 #: sentinels answer fast or not at all; a dead one must not hold up the question for long
 SENTINEL_TIMEOUT_S = 1.0
+#: how long a command waits for a free pooled connection before it is refused (as ``broker.connect``'s)
+POOL_TIMEOUT_S = 5.0
+
+
+class BlockingSentinelConnectionPool(SentinelConnectionPool, BlockingConnectionPool):
+    """redis-py's Sentinel pool (master discovery, failover) that waits for a free connection when all
+    are busy, as ``BlockingConnectionPool`` does, instead of raising: a burst of subscribes (a restarted
+    replica's clients all coming back) queues briefly, as on ``redis://``, rather than being refused."""
 
 
 def create_sentinel(topology: SentinelUrl) -> Sentinel:
@@ -41,8 +50,7 @@ def create_sentinel_redis(topology: SentinelUrl, pool_size: int = 64, sentinel: 
     """A command client on the current master; ``client.pubsub()`` is a pub/sub connection to it too.
 
     Like ``broker.connect.create_redis``: no retries of its own, short connect
-    timeout. redis-py's Sentinel pool raises once ``pool_size`` connections are
-    busy (it has no blocking variant).
+    timeout, and a pool that waits up to ``POOL_TIMEOUT_S`` for a free connection.
     """
     options: dict[str, Any] = {
         "retry": Retry(NoBackoff(), 0),
@@ -54,7 +62,9 @@ def create_sentinel_redis(topology: SentinelUrl, pool_size: int = 64, sentinel: 
         "max_connections": pool_size,
     }
     manager = sentinel or create_sentinel(topology)
-    client: redis.Redis = manager.master_for(topology.master, **options)
+    client: redis.Redis = manager.master_for(
+        topology.master, connection_pool_class=BlockingSentinelConnectionPool, timeout=POOL_TIMEOUT_S, **options
+    )
     return client
 
 

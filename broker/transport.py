@@ -24,7 +24,19 @@ OnRestored = Callable[[list[str]], None]
 
 
 class PubSubTransport(Protocol):
+    #: links lost and re-established
     reconnects: int
+
+    @property
+    def topology_changes(self) -> int:
+        """Failovers and slot moves followed: a new master behind Sentinel; a changed slot map on a cluster."""
+
+    @property
+    def nodes(self) -> int:
+        """Redis masters this transport knows: 1 for one server or Sentinel, the slot map's for a cluster."""
+
+    def links(self) -> dict[str, int]:
+        """node (``host:port``) -> names subscribed there: one entry per open pub/sub connection."""
 
     @property
     def ready(self) -> bool:

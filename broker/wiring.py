@@ -31,6 +31,7 @@ import redis.asyncio as redis
 from redis.asyncio.cluster import RedisCluster
 from redis.crc import key_slot
 
+from broker.cluster_connect import read_share
 from broker.cluster_publish import ClusterScript, SlotCommands
 from broker.cluster_pubsub import ClusterPubSub
 from broker.connect import close_client, dedicated
@@ -144,7 +145,7 @@ def cluster_parts(client: RedisCluster, options: BrokerOptions) -> Parts:
         announce="SPUBLISH",
         ephemeral=slots.spublish,
         link=link,
-        reads=PageReader(slots.transact, group=slot_of),
+        reads=PageReader(slots.transact, group=slot_of, groups_in_flight=read_share(options.pool_size)),
         ping=ping,
         close=client.aclose,
     )

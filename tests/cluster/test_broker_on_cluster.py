@@ -86,6 +86,21 @@ async def live_subscriber(broker: Broker, channel: str) -> tuple[list[int], Any]
     return received, subscription
 
 
+async def burst_of_joins(broker: Broker, rooms: int) -> list[BaseException]:
+    """``rooms`` clients joining at once (subscribe, presence, a publish, a history read): what failed."""
+
+    async def join(room: str) -> None:
+        subscription = await broker.subscribe(room, lambda event: None)
+        await broker.presence.enter(room, "ada", f"c-{room}")
+        await broker.publish(room, '{"n": 1}')
+        assert len(await broker.history(room)) == 1
+        await subscription.close()
+
+    names = [chat_channel(f"burst{i}") for i in range(rooms)]
+    results = await asyncio.gather(*(join(room) for room in names), return_exceptions=True)
+    return [r for r in results if r is not None]
+
+
 def assert_exactly_once_in_order(received: list[int], acked: list[int]) -> None:
     assert received == sorted(set(received)), "duplicated or out of order"
     assert set(acked) <= set(received), f"lost: {sorted(set(acked) - set(received))}"
@@ -121,12 +136,22 @@ async def test_a_numbered_stream_survives_a_kill_9_of_its_master(
     channel = chat_channel("killed")
     victim = cluster.master_of(ChannelKeys.of(key_prefix, channel).stream)
     received, subscription = await live_subscriber(listener, channel)
+    before = listener.stats()
+    assert f"127.0.0.1:{victim}" in {link.node for link in before.links}
+    assert (before.nodes, before.topology_changes) == (3, 0)
 
     acked, refusals, seconds = await numbered_stream(publisher, channel, lambda: cluster.kill(victim))
 
     await until(lambda: set(acked) <= set(received), what="every acknowledged number delivered")
     assert_exactly_once_in_order(received, acked)
     assert sum(refusals.values()) > 0  # the failover window was refused (or said unknown), not absorbed
+    # What the metrics show: the failover was followed, the channel now heard on the promoted replica.
+    promoted = cluster.master_of(ChannelKeys.of(key_prefix, channel).stream)
+    await until(lambda: listener.stats().topology_changes >= 1, what="the failover counted")
+    after = listener.stats()
+    assert after.nodes == 3
+    assert {link.node: link.channels for link in after.links}.get(f"127.0.0.1:{promoted}") == 1
+    assert f"127.0.0.1:{victim}" not in {link.node for link in after.links}
     request.node.user_properties.append(("broker_kill_to_publish_s", round(seconds, 2)))
     print(
         f"broker on cluster, kill -9: acknowledged {len(acked)}, delivered {len(received)}, {refusals}, "
@@ -143,6 +168,7 @@ async def test_a_numbered_stream_survives_a_slot_migration(
     stream = ChannelKeys.of(key_prefix, channel).stream
     target = next(port for port in cluster.masters() if port != cluster.master_of(stream))
     received, subscription = await live_subscriber(listener, channel)
+    assert listener.stats().topology_changes == 0
 
     acked, refusals, _seconds = await numbered_stream(
         publisher, channel, lambda: cluster.migrate_slot_of(stream, target)
@@ -151,5 +177,16 @@ async def test_a_numbered_stream_survives_a_slot_migration(
     await until(lambda: set(acked) <= set(received), what="every acknowledged number delivered")
     assert_exactly_once_in_order(received, acked)
     assert cluster.master_of(stream) == target
+    # The moved slot is a topology change; the channel is now heard on its new owner.
+    assert listener.stats().topology_changes >= 1
+    assert {link.node: link.channels for link in listener.stats().links}.get(f"127.0.0.1:{target}") == 1
     print(f"broker on cluster, migration: acknowledged {len(acked)}, delivered {len(received)}, {refusals}")
     await subscription.close()
+
+
+async def test_a_burst_larger_than_the_pool_waits_for_connections_as_on_one_server(
+    cluster_broker: BrokerFactory,
+) -> None:
+    """A reconnection storm (every client of a restarted replica at once) queues for the nodes'
+    connections, as ``redis://`` does; redis-py's cluster nodes refuse past ``max_connections``."""
+    assert await burst_of_joins(await cluster_broker(pool_size=4), 60) == []

@@ -16,6 +16,7 @@ from tests.cluster.helpers import until
 from tests.cluster.test_broker_on_cluster import (
     BrokerFactory,
     assert_exactly_once_in_order,
+    burst_of_joins,
     live_subscriber,
     numbered_stream,
 )
@@ -60,3 +61,11 @@ async def test_a_numbered_stream_survives_a_kill_9_of_the_sentinel_master(
         f"publishes flowing again after {seconds:.2f} s"
     )
     await subscription.close()
+
+
+async def test_a_burst_larger_than_the_pool_waits_for_connections_as_on_one_server(
+    sentinel_broker: BrokerFactory,
+) -> None:
+    """A reconnection storm (every client of a restarted replica at once) queues for the pool's
+    connections, as ``redis://`` does; redis-py's own Sentinel pool refuses past ``pool_size``."""
+    assert await burst_of_joins(await sentinel_broker(pool_size=4), 60) == []

@@ -20,6 +20,7 @@ from tests.cluster.serving import (
     two_replicas,
 )
 from tests.helpers.chat import astatus, connect, eventually, frame_where, say
+from tests.helpers.metrics import per_node, scrape, value
 from tests.helpers.servers import Herald
 from tests.helpers.topologies import ClusterTopology
 
@@ -68,6 +69,14 @@ async def test_replicas_on_a_cluster_chat_across_masters_with_one_link_per_maste
         assert pubsub_connections(cluster, port) == {"herald-pubsub-ra": 1, "herald-pubsub-rb": 1}
     print(f"\npub/sub connections per master (CLIENT LIST), {len(rooms)} rooms on 3 masters: ", end="")
     print({port: pubsub_connections(cluster, port) for port in spread})
+    # ... and what each replica's /metrics says about it
+    for herald in (a, b):
+        samples = scrape(herald)
+        assert value(samples, "herald_redis_nodes") == 3
+        assert value(samples, "herald_redis_topology_changes_total") == 0
+        nodes = {f"127.0.0.1:{port}" for port in spread}
+        assert per_node(samples, "herald_redis_pubsub_connections") == dict.fromkeys(nodes, 1)
+        assert per_node(samples, "herald_redis_pubsub_channels") == dict.fromkeys(nodes, 2)
     for ws in [*on_a.values(), *on_b.values()]:
         await ws.close()
 

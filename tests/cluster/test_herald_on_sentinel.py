@@ -12,6 +12,7 @@ import pytest
 
 from tests.cluster.serving import presence_and_graphql_cross_replicas, two_replicas
 from tests.helpers.chat import astatus, connect, eventually, frame_where
+from tests.helpers.metrics import per_node, scrape, value
 from tests.helpers.servers import Herald
 from tests.helpers.topologies import SentinelTopology
 
@@ -32,7 +33,13 @@ async def test_replicas_on_a_sentinel_master_chat_and_follow_a_failover(
         first = (await client.post(url, json={"text": "before"})).json()["id"]
         assert (await frame_where(ws, lambda f: f["type"] == "message"))["id"] == first
 
-        sentinels.kill(sentinels.master_port())
+        old_master = sentinels.master_port()
+        samples = scrape(a)
+        assert value(samples, "herald_redis_nodes") == 1
+        assert per_node(samples, "herald_redis_pubsub_connections") == {f"127.0.0.1:{old_master}": 1}
+        assert value(samples, "herald_redis_topology_changes_total") == 0
+
+        sentinels.kill(old_master)
         killed = time.monotonic()
         accepted: list[str] = []
         async with asyncio.timeout(WAIT_S):
@@ -51,6 +58,12 @@ async def test_replicas_on_a_sentinel_master_chat_and_follow_a_failover(
         return await astatus(f"{a.http}/ready") == 200 and await astatus(f"{b.http}/ready") == 200
 
     await eventually(ready, WAIT_S, "both replicas ready on the new master")
+    # What an operator sees: the pub/sub connection moved to the promoted master, one failover followed.
+    samples = scrape(a)
+    assert per_node(samples, "herald_redis_pubsub_connections") == {f"127.0.0.1:{sentinels.master_port()}": 1}
+    assert per_node(samples, "herald_redis_pubsub_channels") == {f"127.0.0.1:{sentinels.master_port()}": 1}
+    assert value(samples, "herald_redis_topology_changes_total") == 1
+    assert value(samples, "herald_redis_nodes") == 1
     await ws.close()
 
 

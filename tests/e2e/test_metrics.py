@@ -13,18 +13,17 @@ from typing import Any
 
 import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 from websockets.typing import Subprotocol
 
 from api.errors import CloseCode, ErrorCode
+from tests.helpers.metrics import Samples, per_node, scrape, value
 from tests.helpers.servers import Herald, RedisServer
 
 pytestmark = pytest.mark.redis
 
 WAIT_S = 10.0
-Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 # SPEC §6: every one of these is exposed from start-up, before any traffic, with exactly these labels.
 # herald_connections counts WebSockets and SSE streams; herald_sse_streams is the SSE share.
@@ -69,24 +68,6 @@ def replica(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory)
 @pytest.fixture
 def room() -> str:
     return f"room-{uuid.uuid4().hex[:8]}"
-
-
-def scrape(herald: Herald) -> Samples:
-    response = httpx.get(f"{herald.http}/metrics", timeout=WAIT_S)
-    assert response.status_code == 200
-    assert response.headers["content-type"].startswith("text/plain")
-    return {
-        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
-        for family in text_string_to_metric_families(response.text)
-        for sample in family.samples
-    }
-
-
-def value(samples: Samples, name: str, **labels: str) -> float:
-    """The sum of the samples of ``name`` whose labels include ``labels`` (a PromQL selector's sum)."""
-    matching = [v for (n, have), v in samples.items() if n == name and set(labels.items()) <= set(have)]
-    assert matching, f"{name}{labels} not in /metrics"
-    return sum(matching)
 
 
 def wait_until(check: Callable[[], bool]) -> None:
@@ -232,7 +213,27 @@ async def test_redis_reconnects_are_counted(own_redis: RedisServer, herald_facto
     wait_until(lambda: ready_status(herald) == 503)
     own_redis.start()
     wait_until(lambda: ready_status(herald) == 200)
-    assert value(scrape(herald), "herald_redis_reconnects_total") == 1
+    samples = scrape(herald)
+    assert value(samples, "herald_redis_reconnects_total") == 1
+    # The same server again: a reconnect, not a failover.
+    assert value(samples, "herald_redis_topology_changes_total") == 0
+    assert per_node(samples, "herald_redis_pubsub_connections") == {f"127.0.0.1:{own_redis.port}": 1}
+
+
+async def test_the_redis_node_and_the_pubsub_connection_to_it_are_shown(
+    replica: Herald, redis_server: RedisServer, room: str
+) -> None:
+    node = f"127.0.0.1:{redis_server.port}"
+    samples = scrape(replica)
+    assert value(samples, "herald_redis_nodes") == 1
+    assert value(samples, "herald_redis_topology_changes_total") == 0
+    assert per_node(samples, "herald_redis_pubsub_connections") == {node: 1}
+
+    ws = await join(replica, room, "alice")
+    samples = scrape(replica)
+    assert value(samples, "herald_channels") >= 1
+    assert per_node(samples, "herald_redis_pubsub_channels") == {node: value(samples, "herald_channels")}
+    await ws.close()
 
 
 async def subscribe_books(herald: Herald, fields: str) -> ClientConnection:

@@ -6,60 +6,30 @@
 Both are tuned to fail over in a few seconds (node timeout / down-after 1 s) and
 offer the faults the tests need: kill -9, SIGSTOP/SIGCONT and restart a node by
 PID, wait (bounded) for a failover, move a key's slot to another master. Every
-process is stopped by its PID in :meth:`stop`.
+process is stopped by its PID in :meth:`stop`. The node settings come from
+``benchmarks.topologies``, where ``herald bench --redis`` starts the same topologies.
 """
 
 from __future__ import annotations
 
-import random
 import signal
-import socket
 import subprocess
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import redis
 from redis.crc import key_slot
 
+from benchmarks.topologies import (
+    SENTINEL_MASTER,
+    WAIT_S,
+    cluster_create_argv,
+    cluster_node_args,
+    free_cluster_port,
+    sentinel_config,
+    wait_for,
+)
 from tests.helpers.servers import RedisServer
 from tests.helpers.services import require
-
-WAIT_S = 60.0
-POLL_S = 0.05
-NODE_TIMEOUT_MS = 1000
-SENTINEL_MASTER = "herald"
-
-
-def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> float:
-    """Poll ``condition`` until true; the seconds it took. Redis errors count as "not yet"."""
-    start = time.monotonic()
-    while time.monotonic() - start < timeout:
-        try:
-            if condition():
-                return time.monotonic() - start
-        except (redis.RedisError, OSError):
-            pass
-        time.sleep(POLL_S)
-    raise TimeoutError(f"{what}: not within {timeout} s")
-
-
-def _bindable(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def free_cluster_port() -> int:
-    """A port whose cluster bus port (+10000) is free too; below the kernel's ephemeral range."""
-    for _ in range(200):
-        port = random.randint(20000, 29999)
-        if _bindable(port) and _bindable(port + 10000):
-            return port
-    raise RuntimeError("no free port pair for a cluster node")
 
 
 def _client(port: int) -> redis.Redis:
@@ -78,25 +48,7 @@ class ClusterTopology:
             self.nodes[port] = RedisServer(
                 workdir / f"node-{port}",
                 port,
-                extra_args=[
-                    "--cluster-enabled",
-                    "yes",
-                    "--cluster-config-file",
-                    f"nodes-{port}.conf",
-                    "--cluster-node-timeout",
-                    str(NODE_TIMEOUT_MS),
-                    # Slots of a failing master must not take the healthy masters down with them.
-                    "--cluster-require-full-coverage",
-                    "no",
-                    # A replica left without a master elsewhere must not wander off mid-test.
-                    "--cluster-allow-replica-migration",
-                    "no",
-                    # Replicas sync at once (the default waits 5 s), and any replica may be promoted.
-                    "--repl-diskless-sync-delay",
-                    "0",
-                    "--cluster-replica-validity-factor",
-                    "0",
-                ],
+                extra_args=cluster_node_args(port),
             )
 
     # -- life cycle -----------------------------------------------------------------
@@ -106,15 +58,7 @@ class ClusterTopology:
             for node in self.nodes.values():
                 node.start()
             subprocess.run(
-                [
-                    self.redis_cli,
-                    "--cluster",
-                    "create",
-                    *(f"127.0.0.1:{port}" for port in self.nodes),
-                    "--cluster-replicas",
-                    str(self.replicas),
-                    "--cluster-yes",
-                ],
+                cluster_create_argv(self.redis_cli, list(self.nodes), self.replicas),
                 check=True,
                 capture_output=True,
                 timeout=WAIT_S,
@@ -294,14 +238,7 @@ class SentinelTopology:
             for sentinel in self.sentinels:
                 assert sentinel.config is not None
                 sentinel.config.parent.mkdir(parents=True, exist_ok=True)
-                # failover-timeout also spaces failovers of one master (2x it): 1 s lets a test module
-                # fail the same set over several times without waiting.
-                sentinel.config.write_text(
-                    f"sentinel monitor {SENTINEL_MASTER} 127.0.0.1 {self.master.port} 2\n"
-                    f"sentinel down-after-milliseconds {SENTINEL_MASTER} {NODE_TIMEOUT_MS}\n"
-                    f"sentinel failover-timeout {SENTINEL_MASTER} 1000\n"
-                    f"sentinel parallel-syncs {SENTINEL_MASTER} 1\n"
-                )
+                sentinel.config.write_text(sentinel_config(self.master.port))
                 sentinel.start()
             self.wait_healthy()
         except BaseException:
