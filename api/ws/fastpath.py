@@ -31,6 +31,7 @@ Two hardening duties live here too, where the frames are (SPEC §8):
 
 from __future__ import annotations
 
+import asyncio
 import struct
 from collections.abc import Callable
 from typing import Any
@@ -40,6 +41,7 @@ from websockets.exceptions import SecurityError
 from websockets.frames import Frame, Opcode
 
 from api.errors import CLOSE_CODE_EXPLANATIONS, CloseCode
+from api.ws.coalesce import flusher_for
 
 EXTENSION = "herald.frame_writer"
 
@@ -57,12 +59,15 @@ def text_frame(payload: bytes) -> bytes:
 
 
 class FrameWriter:
-    """Writes prepared frames straight to one connection's transport."""
+    """Writes prepared frames to one connection's transport: held until the end of the loop turn, then
+    written together (``api.ws.coalesce``), so a socket handed several events at once costs one write."""
 
-    __slots__ = ("_protocol", "on_resume")
+    __slots__ = ("_flusher", "_held", "_protocol", "on_resume")
 
     def __init__(self, protocol: HeraldWebSocketProtocol) -> None:
         self._protocol = protocol
+        self._flusher = flusher_for(asyncio.get_running_loop())
+        self._held: list[bytes] | None = None
         #: called (synchronously) when the transport drained below its low-water mark
         self.on_resume: Callable[[], None] | None = None
 
@@ -86,12 +91,27 @@ class FrameWriter:
         return True
 
     def write(self, frame: bytes) -> bool:
-        """Write one prepared frame; False when the connection is closing (nothing written)."""
+        """Write one prepared frame (at the end of this loop turn); False when the connection is closing."""
         protocol = self._protocol
         if protocol.close_sent or protocol.disconnected:
             return False
-        protocol.transport.write(frame)
+        held = self._held
+        if held is None:
+            self._held = [frame]
+            self._flusher.add(self)
+        else:
+            held.append(frame)
         return True
+
+    def flush(self) -> None:
+        """Write what this turn held, as one buffer (before anything else is written to the socket)."""
+        held, self._held = self._held, None
+        if held is None:
+            return
+        protocol = self._protocol
+        if protocol.close_sent or protocol.disconnected or protocol.transport.is_closing():
+            return
+        protocol.transport.write(held[0] if len(held) == 1 else b"".join(held))
 
 
 class HeraldWebSocketProtocol(WebSocketsSansIOProtocol):
@@ -145,7 +165,21 @@ class HeraldWebSocketProtocol(WebSocketsSansIOProtocol):
             self.frame_writer = FrameWriter(self)
             self.scope["extensions"][EXTENSION] = {"writer": self.frame_writer}
 
+    def _flush_held(self) -> None:
+        writer = self.frame_writer
+        if writer is not None:
+            writer.flush()
+
+    async def send(self, message: Any) -> None:
+        self._flush_held()  # frames held this turn go before what the application sends itself
+        await super().send(message)
+
+    def handle_close(self, event: Frame) -> None:
+        self._flush_held()
+        super().handle_close(event)
+
     def shutdown(self) -> None:
+        self._flush_held()
         # uvicorn closes every open socket 1012 with an empty reason when the server stops; a client's
         # log should say why and what to do, as every other close Herald sends does.
         if self.handshake_complete and not self.close_sent:
@@ -188,6 +222,7 @@ class HeraldWebSocketProtocol(WebSocketsSansIOProtocol):
         left (the peer reads again), then our side is shut (FIN after the close frame) and whatever arrives
         is read and dropped until the peer closes.
         """
+        self._flush_held()
         self.conn.send_close(code, reason)
         self.transport.write(b"".join(self.conn.data_to_send()))
         self.close_sent = self.lingering = True
