@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 #: publishes and presence requests one socket may have waiting for Redis before it is read no further
 MAX_IN_FLIGHT = 64
 
+
 class ChatFrames:
     def __init__(self, conn: Connection, room: str, user: str, state: AppState) -> None:
         settings = state.settings
