@@ -43,6 +43,20 @@ class BatchReader:
         """Whether this connection gets the batched path (else one reply per read)."""
         return self._parser is not None
 
+    def stale(self) -> bool:
+        """Something arrived while no reply was expected, or the server closed the connection: it cannot
+        carry a command whose reply must be the next one read (redis-py's pool makes the same check)."""
+        parser = self._parser
+        if parser is None:
+            return False
+        stream = parser._stream
+        return (
+            not parser._connected
+            or parser._reader is None
+            or bool(parser._reader.has_data())
+            or (stream.at_eof() or bool(stream._buffer))
+        )
+
     async def read(self) -> list[Any]:
         """At least one reply: waits for the socket only when nothing is buffered. ``ConnectionError``
         (redis-py's) when the connection closed."""
