@@ -12,7 +12,7 @@ from typing import Any
 
 from benchmarks.loadgen import worker_main
 from benchmarks.procs import cpu_split, rss_kb
-from benchmarks.spread import IDLE_S, snapshot, spread
+from benchmarks.redis_stats import command_counts, per_publish, pubsub_connections
 from benchmarks.targets import Running
 from benchmarks.workloads import Workload
 
@@ -158,21 +158,19 @@ def _traffic(workers: Workers, workload: Workload, target: Running) -> dict[str,
     before = snapshot(masters)
     t_start = time.monotonic_ns() + 100_000_000  # every worker starts publishing at the same instant
     t_end = t_start + int(workload.duration * 1e9)
-    servers, redis, loadgen = CpuMeter(target.server_pids), CpuMeter(target.redis_pids), CpuMeter(workers.pids)
+    servers, redis, loadgen = CpuMeter(target.server_pids), CpuMeter(_redis(target)), CpuMeter(workers.pids)
+    commands_before = command_counts(target.redis_port)
     published: dict[str, tuple[str, int]] = {}
     for _, counts in workers.ask(("go", t_start, t_end), "published", workload.duration + 30, "running"):
         published.update(counts)
+    redis_figures = per_publish(
+        commands_before, command_counts(target.redis_port), sum(n for _, n in published.values())
+    )
+    redis_figures["redis_pubsub_connections"] = pubsub_connections(target.redis_port)
     drain_timeout = max(p.drain_timeout for p in workload.plans)
     stats = [s for _, s in workers.ask(("expect", published), "stats", drain_timeout + 30, "draining")]
     metrics = _metrics(workload.duration, published, stats, servers.read(), sum(redis.read()), sum(loadgen.read()))
-    if target.redis is not None:
-        # Read while the subscribers are still connected: their channels and connections are on the masters.
-        after = snapshot(masters)
-        time.sleep(IDLE_S)  # a second quiet window: the lower of the two is the idle share
-        quiet = (idle, before), (after, snapshot(masters))
-        metrics["redis_topology"] = target.redis.kind
-        metrics["redis_masters"] = spread(quiet, before, after, sharded=target.redis.kind == "cluster")
-    return metrics
+    return metrics | redis_figures | {"replicas": len(target.ports)}
 
 
 def _metrics(
@@ -194,6 +192,7 @@ def _metrics(
     sent = sum(count for _, count in published.values())
     return {
         "published": sent,
+        "subscribers": total("subscribers"),
         "published_per_s": sent / duration,
         "deliveries_per_s": window / duration,
         "expected": expected,
@@ -209,6 +208,7 @@ def _metrics(
         "server_cpu_s": cpu,
         "server_cpu_system_share": server_cpu[1] / cpu if cpu else None,
         "server_cpu_us_per_delivery": cpu * 1e6 / received if received else None,
+        "server_cpu_us_per_publish": cpu * 1e6 / sent if sent else None,
         "redis_cpu_s": redis_cpu,
         "loadgen_cpu_s": gen_cpu,
         "loadgen_cpu_us_per_delivery": gen_cpu * 1e6 / received if received else None,

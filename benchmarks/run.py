@@ -27,6 +27,7 @@ from typing import Any
 from benchmarks.args import parse_args
 from benchmarks.calibrate import CLIENTS, calibrate, calibration_table
 from benchmarks.coordinator import Tick, run_workload
+from benchmarks.goals import evaluate, goals_table
 from benchmarks.procs import ProcessGroup, raise_fd_limit
 from benchmarks.report import Progress, Results, pick_median, table, write_json
 from benchmarks.spread import projection, spread_table
@@ -106,13 +107,11 @@ def main(argv: list[str] | None = None) -> int:
     for (workload, name), done in runs.items():
         results[name]["workloads"][workload] = pick_median(workload, done)
     options = asdict(opts) | {"replicas": args.replicas, "repeat": args.repeat, "targets": targets, "workloads": order}
-    write_json(args.out, results, options, load_average=os.getloadavg())
+    goals = evaluate(results)
+    write_json(args.out, results, options, load_average=os.getloadavg(), goals=goals)
     print(table(results, targets))
-    if spreads := spread_table(results, targets):
-        print("\nRedis masters (publishes and subscriptions per master, master CPU per publish):\n")
-        print(spreads)
-        print("\nProjection (marginal master CPU per publish, measured above; the idle share left out):\n")
-        print(projection(results, targets))
+    print("\nTargets (issue 14; ratios are herald / peer in this run):\n")
+    print(goals_table(goals))
     _print_notes(results)
     print(f"\nJSON: {args.out}", file=sys.stderr)
     failed = any("error" in r or any("error" in m for m in r["workloads"].values()) for r in results.values())

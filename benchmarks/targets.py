@@ -36,7 +36,8 @@ class Running:
     name: str
     ports: list[int]
     server_pids: list[int]  # one per port when known; empty when attached to servers we cannot see
-    redis: LocalTopology | None = None
+    redis_pid: int | None = None
+    redis_port: int | None = None  # the target's private Redis, asked what it ran (benchmarks.redis_stats)
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -96,7 +97,7 @@ def start_target(name: str, replicas: int, group: ProcessGroup) -> Running:
         ports.append(port)
     for proc, port in zip(servers, ports, strict=True):
         _probe(proc, port)
-    return Running(name, ports, [p.pid for p in servers], redis)
+    return Running(name, ports, [p.pid for p in servers], redis.pid, redis_port)
 
 
 def _start_raw(group: ProcessGroup) -> Running:
@@ -105,7 +106,7 @@ def _start_raw(group: ProcessGroup) -> Running:
     proc = group.start("raw", [sys.executable, "-m", "benchmarks.baseline_picows", "--port", str(port)])
     _probe(proc, port)
     note = "raw is one process without Redis: 'replica A' and 'replica B' are the same process"
-    return Running("raw", [port], [proc.pid], None, [note])
+    return Running("raw", [port], [proc.pid], None, notes=[note])
 
 
 def herald_available() -> str | None:
@@ -127,7 +128,7 @@ def attach(name: str, ports: list[int]) -> Running:
     if len(pids) != len(ports):
         notes.append("server processes not visible: CPU and RSS figures are missing")
         pids = []
-    return Running(name, ports, pids, None, notes)
+    return Running(name, ports, pids, None, notes=notes)
 
 
 def listening_pid(port: int) -> int | None:

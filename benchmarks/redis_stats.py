@@ -1,0 +1,46 @@
+"""What Redis saw during a workload: commands per publish, and the pub/sub connections the replicas held.
+
+Two of issue 14's targets are about Redis itself (still exactly one command per publish; at most one pub/sub
+connection per replica), so the bench asks the target's private Redis (``INFO commandstats``, ``CLIENT
+LIST TYPE pubsub``) before and after the traffic instead of trusting the code.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+import redis
+from redis.exceptions import RedisError
+
+#: the commands that run a script (what runs inside one is counted by Redis too, under its own name)
+SCRIPT_COMMANDS = ("evalsha", "eval", "evalsha_ro", "eval_ro", "fcall")
+
+
+def command_counts(port: int | None) -> dict[str, int] | None:
+    """Calls per command name so far (None: no Redis to ask)."""
+    if port is None:
+        return None
+    with contextlib.suppress(RedisError, OSError), redis.Redis(port=port, socket_timeout=5) as client:
+        stats: dict[str, Any] = client.info("commandstats")
+        return {name.removeprefix("cmdstat_"): int(value["calls"]) for name, value in stats.items()}
+    return None
+
+
+def pubsub_connections(port: int | None) -> int | None:
+    if port is None:
+        return None
+    with contextlib.suppress(RedisError, OSError), redis.Redis(port=port, socket_timeout=5) as client:
+        return len(client.client_list(_type="pubsub"))
+    return None
+
+
+def per_publish(before: dict[str, int] | None, after: dict[str, int] | None, published: int) -> dict[str, Any]:
+    """Script calls per published message during the traffic, and every command's count (scripts' inner
+    commands included, as Redis counts them). ``None`` figures when Redis could not be asked."""
+    if before is None or after is None or not published:
+        return {"redis_script_calls_per_publish": None, "redis_commands": None}
+    delta = {name: after[name] - before.get(name, 0) for name in after}
+    delta = {name: n for name, n in delta.items() if n > 0 and name != "info"}
+    scripts = sum(delta.get(name, 0) for name in SCRIPT_COMMANDS)
+    return {"redis_script_calls_per_publish": scripts / published, "redis_commands": delta}
