@@ -13,6 +13,7 @@ from typing import Any
 from benchmarks.loadgen import worker_main
 from benchmarks.procs import cpu_split, rss_kb
 from benchmarks.redis_stats import command_counts, per_publish, pubsub_connections
+from benchmarks.storm import kill_later, storm_figures
 from benchmarks.targets import Running
 from benchmarks.workloads import Workload
 
@@ -121,13 +122,19 @@ def run_workload(workload: Workload, target: Running, tick: Tick, warm_timeout: 
             rss_after = _rss(target.server_pids[:1])
             opened = max(1, result["connections"])
             known = rss_before is not None and rss_after is not None
-            return result | {
-                "connects_per_s": result["connections"] / connect_s,
-                "rss_before_kb": rss_before,
-                "rss_after_kb": rss_after,
-                "rss_per_conn_kb": (rss_after - rss_before) / opened if rss_after and rss_before else None,
-                "server_cpu_us_per_connect": (user + system) * 1e6 / opened if known else None,
-            }
+            figures = _heartbeats(workload, target) if workload.heartbeat_window else {}
+            return (
+                result
+                | figures
+                | {
+                    "connect_s": connect_s,
+                    "connects_per_s": result["connections"] / connect_s,
+                    "rss_before_kb": rss_before,
+                    "rss_after_kb": rss_after,
+                    "rss_per_conn_kb": (rss_after - rss_before) / opened if rss_after and rss_before else None,
+                    "server_cpu_us_per_connect": (user + system) * 1e6 / opened if known else None,
+                }
+            )
         if result["connect_failures"]:
             failed, total = result["connect_failures"], result["connect_failures"] + result["connections"]
             raise RuntimeError(f"{failed} of {total} sockets failed to open: {result['connect_errors'][0]}")
@@ -136,6 +143,22 @@ def run_workload(workload: Workload, target: Running, tick: Tick, warm_timeout: 
         except TimeoutError:
             result["warm_timeout"] = True  # the subscribers left cold show up as lost deliveries
         return result | _traffic(workers, workload, target)
+
+
+def _heartbeats(workload: Workload, target: Running) -> dict[str, Any]:
+    """Server CPU while the connections only get heartbeats (every ``heartbeat_s``), per connection and round."""
+    meter = CpuMeter(target.server_pids[:1])
+    time.sleep(workload.heartbeat_window)
+    cpu = sum(meter.read())
+    rounds = workload.heartbeat_window / workload.heartbeat_s
+    connections = workload.connections
+    return {
+        "heartbeat_s": workload.heartbeat_s,
+        "idle_cpu_share": cpu / workload.heartbeat_window,  # of one core
+        "heartbeat_cpu_us_per_connection": cpu * 1e6 / (rounds * connections) if connections else None,
+        # at the default HERALD_HEARTBEAT_S (30 s): the share of one core heartbeats cost at this scale
+        "idle_cpu_share_at_30s": cpu / workload.heartbeat_window * workload.heartbeat_s / 30,
+    }
 
 
 def _connect(workers: Workers, workload: Workload) -> dict[str, Any]:
@@ -161,8 +184,11 @@ def _traffic(workers: Workers, workload: Workload, target: Running) -> dict[str,
     servers, redis, loadgen = CpuMeter(target.server_pids), CpuMeter(_redis(target)), CpuMeter(workers.pids)
     commands_before = command_counts(target.redis_port)
     published: dict[str, tuple[str, int]] = {}
+    killed_at = kill_later(target, t_start, workload.kill_after) if workload.kill_after else None
     for _, counts in workers.ask(("go", t_start, t_end), "published", workload.duration + 30, "running"):
         published.update(counts)
+    if killed_at is not None:
+        killed_at.join()
     redis_figures = per_publish(
         commands_before, command_counts(target.redis_port), sum(n for _, n in published.values())
     )
@@ -170,6 +196,8 @@ def _traffic(workers: Workers, workload: Workload, target: Running) -> dict[str,
     drain_timeout = max(p.drain_timeout for p in workload.plans)
     stats = [s for _, s in workers.ask(("expect", published), "stats", drain_timeout + 30, "draining")]
     metrics = _metrics(workload.duration, published, stats, servers.read(), sum(redis.read()), sum(loadgen.read()))
+    if killed_at is not None:
+        metrics |= storm_figures(killed_at.at_ns, stats, sum(1 for p in workload.plans for c in p.conns if c.failover))
     return metrics | redis_figures | {"replicas": len(target.ports)}
 
 

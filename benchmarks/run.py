@@ -30,10 +30,8 @@ from benchmarks.coordinator import Tick, run_workload
 from benchmarks.goals import evaluate, goals_table
 from benchmarks.procs import ProcessGroup, raise_fd_limit
 from benchmarks.report import Progress, Results, pick_median, table, write_json
-from benchmarks.spread import projection, spread_table
-from benchmarks.targets import HERALD_ON, TARGETS, attach, herald_available, start_target
-from benchmarks.topologies import TOPOLOGIES
-from benchmarks.workloads import DESCRIPTIONS, HERALD_ONLY, WORKLOADS, Options, build
+from benchmarks.targets import TARGETS, attach, herald_available, start_target
+from benchmarks.workloads import DESCRIPTIONS, HERALD_ONLY, WORKLOADS, Options, build, target_env
 
 
 def options_from(args: argparse.Namespace) -> Options:
@@ -57,6 +55,10 @@ def options_from(args: argparse.Namespace) -> Options:
         client=args.client,
         drain_timeout=2.0 if quick else max(5.0, 2 * duration),
         quiet=0.5 if quick else 1.0,
+        crowd=pick(args.crowd, 10_000, 300),
+        heartbeat_window=2.0 if quick else 5.0,
+        storm=pick(args.storm, 5000, 200),
+        storm_rooms=10 if quick else 50,
     )
 
 
@@ -190,7 +192,7 @@ def _run_one(
         if name == "herald" and args.attach:
             running = attach(name, [int(p) for p in args.attach.split(",")])
         else:
-            running = start_target(name, args.replicas, group)
+            running = start_target(name, args.replicas, group, target_env(workload, opts))
         entry["replicas"] = len(running.ports)
         entry["notes"] = sorted(set(entry["notes"]) | set(running.notes))
         metrics = run_workload(build(workload, opts, running.ports), running, tick)

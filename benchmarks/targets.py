@@ -68,12 +68,7 @@ def _probe(proc: Proc, port: int, timeout: float = 20.0) -> None:
     raise RuntimeError(f"{proc.name} on port {port} is not serving chat ({error!r}):\n{proc.log_tail()}")
 
 
-def redis_of(name: str) -> str:
-    """The Redis topology a target runs on: ``herald-cluster`` -> ``cluster``; the others, standalone."""
-    return next((kind for kind, target in HERALD_ON.items() if target == name), "standalone")
-
-
-def start_target(name: str, replicas: int, group: ProcessGroup) -> Running:
+def start_target(name: str, replicas: int, group: ProcessGroup, env: dict[str, str] | None = None) -> Running:
     if name == "raw":
         return _start_raw(group)
     redis = start_topology(redis_of(name), group)
@@ -85,7 +80,7 @@ def start_target(name: str, replicas: int, group: ProcessGroup) -> Running:
         if name == "herald" or name in HERALD_ON.values():
             argv = [*herald_command(), "serve", "--host", "127.0.0.1", "--port", str(port)]
             argv += ["--redis-url", redis_url, "--replica-id", f"r{i}"]
-            proc = group.start(f"{name}-r{i}", argv, env=HERALD_BENCH_ENV)
+            proc = group.start(f"herald-r{i}", argv, env=HERALD_BENCH_ENV | (env or {}))
         elif name == "broadcaster":
             argv = [sys.executable, "-m", "uvicorn", "benchmarks.peer_broadcaster:app", "--host", "127.0.0.1"]
             argv += ["--port", str(port), "--log-level", "warning", "--no-access-log"]
