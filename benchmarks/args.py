@@ -59,6 +59,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--duration", type=float, help="seconds of publishing per workload (default 5; --quick 1)")
     p.add_argument("--subscribers", type=int, help="subscribers in W1, W2, W5 (default 200; --quick 20)")
     p.add_argument("--replicas", type=int, default=2, help="replicas of herald and broadcaster (default 2)")
+    p.add_argument("--herald-workers", type=int, default=1, help="HERALD_WORKERS of each herald replica (default 1)")
     p.add_argument("--idle", type=int, help="idle connections in W3 (default 2000; --quick 100)")
     p.add_argument("--rooms", type=int, help="rooms in W4, 2 members each (default 500; --quick 50)")
     p.add_argument("--crowd", type=int, help="idle connections to one replica in W6 (default 10000; --quick 300)")

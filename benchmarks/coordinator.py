@@ -11,7 +11,7 @@ from multiprocessing.connection import Connection, wait
 from typing import Any
 
 from benchmarks.loadgen import worker_main
-from benchmarks.procs import cpu_split, rss_kb
+from benchmarks.procs import cpu_split, rss_kb, with_children
 from benchmarks.redis_stats import command_counts, per_publish, pubsub_connections
 from benchmarks.storm import kill_later, storm_figures
 from benchmarks.targets import Running
@@ -90,7 +90,7 @@ class CpuMeter:
     """User and system CPU seconds a set of processes spends between ``start()`` and ``read()``."""
 
     def __init__(self, pids: list[int]) -> None:
-        self.pids = pids
+        self.pids = with_children(pids)
         self.base = self._now()
 
     def _now(self) -> tuple[float, float]:
@@ -256,6 +256,6 @@ def _percentiles(lat: list[int]) -> dict[str, float | None]:
 
 def _rss(pids: list[int]) -> int | None:
     try:
-        return sum(rss_kb(pid) for pid in pids) if pids else None
+        return sum(rss_kb(pid) for pid in with_children(pids)) if pids else None
     except OSError:
         return None

@@ -108,7 +108,13 @@ def main(argv: list[str] | None = None) -> int:
     progress.finish()
     for (workload, name), done in runs.items():
         results[name]["workloads"][workload] = pick_median(workload, done)
-    options = asdict(opts) | {"replicas": args.replicas, "repeat": args.repeat, "targets": targets, "workloads": order}
+    options = asdict(opts) | {
+        "herald_workers": args.herald_workers,
+        "replicas": args.replicas,
+        "repeat": args.repeat,
+        "targets": targets,
+        "workloads": order,
+    }
     goals = evaluate(results)
     write_json(args.out, results, options, load_average=os.getloadavg(), goals=goals)
     print(table(results, targets))
@@ -192,7 +198,8 @@ def _run_one(
         if name == "herald" and args.attach:
             running = attach(name, [int(p) for p in args.attach.split(",")])
         else:
-            running = start_target(name, args.replicas, group, target_env(workload, opts))
+            env = target_env(workload, opts) | {"HERALD_WORKERS": str(args.herald_workers)}
+            running = start_target(name, args.replicas, group, env)
         entry["replicas"] = len(running.ports)
         entry["notes"] = sorted(set(entry["notes"]) | set(running.notes))
         metrics = run_workload(build(workload, opts, running.ports), running, tick)
