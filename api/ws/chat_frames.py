@@ -33,6 +33,19 @@ MAX_IN_FLIGHT = 64
 
 
 class ChatFrames:
+    __slots__ = (
+        "_conn",
+        "_in_flight",
+        "_protocol",
+        "_replies",
+        "_room",
+        "_room_made",
+        "_state",
+        "_user",
+        "pause",
+        "resume",
+    )
+
     def __init__(self, conn: Connection, room: str, user: str, state: AppState) -> None:
         settings = state.settings
         self._conn = conn
@@ -42,7 +55,8 @@ class ChatFrames:
         self._protocol = ChatProtocol(
             max_bytes=settings.max_message_bytes, bucket=TokenBucket(settings.rate_limit, settings.rate_burst)
         )
-        self._replies: deque[str | asyncio.Task[str | None]] = deque()
+        # replies waiting behind one still being worked out; made on first need (an idle socket holds none)
+        self._replies: deque[str | asyncio.Task[str | None]] | None = None
         self._in_flight = 0
         self._room_made: asyncio.Event | None = None
         #: stop / resume reading this socket (a no-op on the ASGI path, where the handler waits instead)
@@ -93,6 +107,8 @@ class ChatFrames:
             self._conn.push(text)
 
     def _later(self, task: asyncio.Task[str | None]) -> None:
+        if self._replies is None:
+            self._replies = deque()
         self._replies.append(task)
         self._in_flight += 1
         task.add_done_callback(self._done)
@@ -102,7 +118,7 @@ class ChatFrames:
     def _done(self, task: asyncio.Task[str | None]) -> None:
         self._in_flight -= 1
         replies, push = self._replies, self._conn.push
-        while replies:
+        while replies:  # (not None: a task was queued there)
             head = replies[0]
             if isinstance(head, str):
                 text: str | None = head
