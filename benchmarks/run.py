@@ -59,6 +59,7 @@ def options_from(args: argparse.Namespace) -> Options:
         heartbeat_window=2.0 if quick else 5.0,
         storm=pick(args.storm, 5000, 200),
         storm_rooms=10 if quick else 50,
+        storm_drain=30.0 if quick else 180.0,
     )
 
 

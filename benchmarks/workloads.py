@@ -42,6 +42,7 @@ class Options:
     storm: int = 5000  # W7 clients on the replica that is killed
     storm_rooms: int = 50
     storm_rate: float = 100.0  # W7 messages/s published (on replica B) across the rooms
+    storm_drain: float = 180.0  # W7: how long the resumed clients get to catch up after the publishing window
 
 
 @dataclass
@@ -121,6 +122,8 @@ def build(name: str, opts: Options, ports: list[int]) -> Workload:
         workload.heartbeat_window, workload.heartbeat_s = opts.heartbeat_window, opts.heartbeat_s
     if name == "W7":
         workload.kill_after = opts.duration / 3
+        for plan in workload.plans:  # resuming thousands of clients on one replica outlasts the window
+            plan.drain_timeout, plan.quiet = opts.storm_drain, max(plan.quiet, 15.0)
     return workload
 
 
