@@ -27,7 +27,7 @@ Needs: the bench extra (pip install 'herald[bench]') and redis-server on PATH (n
 --redis cluster needs redis-cli too.
 
 Examples:
-  herald bench                                   all workloads, all targets (about 8 minutes)
+  herald bench                                   all workloads, all targets (about 15 minutes)
   herald bench --quick --targets raw             smoke test, < 30 s
   herald bench --only W1,W3 --duration 10 --repeat 3
   herald bench --only W1,W4 --targets herald --redis standalone,sentinel,cluster
