@@ -13,6 +13,7 @@ from typing import Any
 from benchmarks.loadgen import worker_main
 from benchmarks.procs import cpu_split, rss_kb, with_children
 from benchmarks.redis_stats import command_counts, per_publish, pubsub_connections
+from benchmarks.spread import IDLE_S, snapshot, spread
 from benchmarks.storm import kill_later, storm_figures
 from benchmarks.targets import Running
 from benchmarks.workloads import Workload
@@ -181,24 +182,29 @@ def _traffic(workers: Workers, workload: Workload, target: Running) -> dict[str,
     before = snapshot(masters)
     t_start = time.monotonic_ns() + 100_000_000  # every worker starts publishing at the same instant
     t_end = t_start + int(workload.duration * 1e9)
-    servers, redis, loadgen = CpuMeter(target.server_pids), CpuMeter(_redis(target)), CpuMeter(workers.pids)
-    commands_before = command_counts(target.redis_port)
+    servers, redis, loadgen = CpuMeter(target.server_pids), CpuMeter(target.redis_pids), CpuMeter(workers.pids)
+    commands_before = command_counts(masters)
     published: dict[str, tuple[str, int]] = {}
     killed_at = kill_later(target, t_start, workload.kill_after) if workload.kill_after else None
     for _, counts in workers.ask(("go", t_start, t_end), "published", workload.duration + 30, "running"):
         published.update(counts)
     if killed_at is not None:
         killed_at.join()
-    redis_figures = per_publish(
-        commands_before, command_counts(target.redis_port), sum(n for _, n in published.values())
-    )
-    redis_figures["redis_pubsub_connections"] = pubsub_connections(target.redis_port)
+    redis_figures = per_publish(commands_before, command_counts(masters), sum(n for _, n in published.values()))
+    redis_figures["redis_pubsub_connections"] = pubsub_connections(masters)
     drain_timeout = max(p.drain_timeout for p in workload.plans)
     stats = [s for _, s in workers.ask(("expect", published), "stats", drain_timeout + 30, "draining")]
     metrics = _metrics(workload.duration, published, stats, servers.read(), sum(redis.read()), sum(loadgen.read()))
+    if target.redis is not None:
+        # Read while the subscribers are still connected: their channels and connections are on the masters.
+        after = snapshot(masters)
+        time.sleep(IDLE_S)  # a second quiet window: the lower of the two is the idle share
+        quiet = (idle, before), (after, snapshot(masters))
+        metrics["redis_topology"] = target.redis.kind
+        metrics["redis_masters"] = spread(quiet, before, after, sharded=target.redis.kind == "cluster")
     if killed_at is not None:
         metrics |= storm_figures(killed_at.at_ns, stats, sum(1 for p in workload.plans for c in p.conns if c.failover))
-    return metrics | redis_figures | {"replicas": len(target.ports)}
+    return metrics | redis_figures | {"replicas": len(target.ports), "redis_masters_count": len(masters)}
 
 
 def _metrics(

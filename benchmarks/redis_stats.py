@@ -17,21 +17,32 @@ from redis.exceptions import RedisError
 SCRIPT_COMMANDS = ("evalsha", "eval", "evalsha_ro", "eval_ro", "fcall")
 
 
-def command_counts(port: int | None) -> dict[str, int] | None:
-    """Calls per command name so far (None: no Redis to ask)."""
-    if port is None:
+def command_counts(ports: list[int]) -> dict[str, int] | None:
+    """Calls per command name so far, summed over the masters (None: no Redis to ask)."""
+    if not ports:
         return None
-    with contextlib.suppress(RedisError, OSError), redis.Redis(port=port, socket_timeout=5) as client:
-        stats: dict[str, Any] = client.info("commandstats")
-        return {name.removeprefix("cmdstat_"): int(value["calls"]) for name, value in stats.items()}
+    total: dict[str, int] = {}
+    with contextlib.suppress(RedisError, OSError):
+        for port in ports:
+            with redis.Redis(port=port, socket_timeout=5) as client:
+                stats: dict[str, Any] = client.info("commandstats")
+            for name, value in stats.items():
+                key = name.removeprefix("cmdstat_")
+                total[key] = total.get(key, 0) + int(value["calls"])
+        return total
     return None
 
 
-def pubsub_connections(port: int | None) -> int | None:
-    if port is None:
+def pubsub_connections(ports: list[int]) -> int | None:
+    """Connections in pub/sub mode on the masters, summed (a cluster replica holds one per master it needs)."""
+    if not ports:
         return None
-    with contextlib.suppress(RedisError, OSError), redis.Redis(port=port, socket_timeout=5) as client:
-        return len(client.client_list(_type="pubsub"))
+    with contextlib.suppress(RedisError, OSError):
+        count = 0
+        for port in ports:
+            with redis.Redis(port=port, socket_timeout=5) as client:
+                count += len(client.client_list(_type="pubsub"))
+        return count
     return None
 
 

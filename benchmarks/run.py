@@ -30,7 +30,9 @@ from benchmarks.coordinator import Tick, run_workload
 from benchmarks.goals import evaluate, goals_table
 from benchmarks.procs import ProcessGroup, raise_fd_limit
 from benchmarks.report import Progress, Results, pick_median, table, write_json
-from benchmarks.targets import TARGETS, attach, herald_available, start_target
+from benchmarks.spread import projection, spread_table
+from benchmarks.targets import HERALD_ON, TARGETS, attach, herald_available, start_target
+from benchmarks.topologies import TOPOLOGIES
 from benchmarks.workloads import DESCRIPTIONS, HERALD_ONLY, WORKLOADS, Options, build, target_env
 
 
@@ -119,6 +121,11 @@ def main(argv: list[str] | None = None) -> int:
     goals = evaluate(results)
     write_json(args.out, results, options, load_average=os.getloadavg(), goals=goals)
     print(table(results, targets))
+    if spreads := spread_table(results, targets):
+        print("\nRedis masters (publishes and subscriptions per master, master CPU per publish):\n")
+        print(spreads)
+        print("\nProjection (marginal master CPU per publish, measured above; the idle share left out):\n")
+        print(projection(results, targets))
     print("\nTargets (issue 14; ratios are herald / peer in this run):\n")
     print(goals_table(goals))
     _print_notes(results)

@@ -36,8 +36,7 @@ class Running:
     name: str
     ports: list[int]
     server_pids: list[int]  # one per port when known; empty when attached to servers we cannot see
-    redis_pid: int | None = None
-    redis_port: int | None = None  # the target's private Redis, asked what it ran (benchmarks.redis_stats)
+    redis: LocalTopology | None = None
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -68,6 +67,11 @@ def _probe(proc: Proc, port: int, timeout: float = 20.0) -> None:
     raise RuntimeError(f"{proc.name} on port {port} is not serving chat ({error!r}):\n{proc.log_tail()}")
 
 
+def redis_of(name: str) -> str:
+    """The Redis topology a target runs on: ``herald-cluster`` -> ``cluster``; the others, standalone."""
+    return next((kind for kind, target in HERALD_ON.items() if target == name), "standalone")
+
+
 def start_target(name: str, replicas: int, group: ProcessGroup, env: dict[str, str] | None = None) -> Running:
     if name == "raw":
         return _start_raw(group)
@@ -80,7 +84,7 @@ def start_target(name: str, replicas: int, group: ProcessGroup, env: dict[str, s
         if name == "herald" or name in HERALD_ON.values():
             argv = [*herald_command(), "serve", "--host", "127.0.0.1", "--port", str(port)]
             argv += ["--redis-url", redis_url, "--replica-id", f"r{i}"]
-            proc = group.start(f"herald-r{i}", argv, env=HERALD_BENCH_ENV | (env or {}))
+            proc = group.start(f"{name}-r{i}", argv, env=HERALD_BENCH_ENV | (env or {}))
         elif name == "broadcaster":
             argv = [sys.executable, "-m", "uvicorn", "benchmarks.peer_broadcaster:app", "--host", "127.0.0.1"]
             argv += ["--port", str(port), "--log-level", "warning", "--no-access-log"]
@@ -92,7 +96,7 @@ def start_target(name: str, replicas: int, group: ProcessGroup, env: dict[str, s
         ports.append(port)
     for proc, port in zip(servers, ports, strict=True):
         _probe(proc, port)
-    return Running(name, ports, [p.pid for p in servers], redis.pid, redis_port)
+    return Running(name, ports, [p.pid for p in servers], redis)
 
 
 def _start_raw(group: ProcessGroup) -> Running:
