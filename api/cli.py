@@ -26,6 +26,7 @@ from api.models import is_room
 from api.proxy import TrustedProxies
 from api.serving import protocols
 from api.settings import Settings
+from api.workers import check_port, supervise
 
 log = logging.getLogger("herald")
 
@@ -73,6 +74,9 @@ def _parser() -> argparse.ArgumentParser:
         help="redis://…, redis+sentinel://…, redis+cluster://… or memory:// (HERALD_REDIS_URL, default memory://)",
     )
     serve.add_argument("--replica-id", help="replica name (HERALD_REPLICA_ID, default <hostname>-<pid>)")
+    serve.add_argument(
+        "--workers", type=int, help="replicas on this port, one process each: one per core (HERALD_WORKERS, default 1)"
+    )
 
     token = commands.add_parser(
         "token",
@@ -95,11 +99,14 @@ def _version() -> str:
         return "unknown"
 
 
-def _listen(host: str, port: int) -> socket.socket:
-    """Bind before anything starts, so a taken port is one line and status 2, not a half-started replica."""
+def _listen(host: str, port: int, *, shared: bool = False) -> socket.socket:
+    """Bind before anything starts, so a taken port is one line and status 2, not a half-started replica.
+    ``shared``: one of ``--workers`` (``SO_REUSEPORT``: the kernel spreads connections over them)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if shared:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     try:
         sock.bind((host, port))
     except OSError as exc:
@@ -114,9 +121,23 @@ class CommandError(Exception):
 
 
 def serve(settings: Settings) -> int:
+    if settings.workers == 1:
+        return _serve_one(settings)
+    if settings.redis_url.startswith("memory:"):  # each worker would embed a Redis of its own
+        raise CommandError("herald serve: --workers needs a shared Redis (HERALD_REDIS_URL), not memory://")
+    try:
+        check_port(settings.host, settings.port)
+    except OSError as exc:
+        why = "the address is already in use" if exc.errno == errno.EADDRINUSE else exc.strerror
+        raise CommandError(f"herald serve: cannot listen on {settings.host}:{settings.port}: {why}") from None
+    configure(settings.log_level, settings.log_format)
+    return supervise(settings, settings.workers, lambda one: _serve_one(one, shared=True))
+
+
+def _serve_one(settings: Settings, *, shared: bool = False) -> int:
     from api.app import create_app
 
-    listener = _listen(settings.host, settings.port)
+    listener = _listen(settings.host, settings.port, shared=shared)
     configure(settings.log_level, settings.log_format)
     # Herald warns about a short HERALD_JWT_SECRET itself, once, at start-up
     warnings.filterwarnings("ignore", category=InsecureKeyLengthWarning)
@@ -248,6 +269,7 @@ def _main(argv: Sequence[str] | None) -> int:
                 ("port", args.port),
                 ("redis_url", args.redis_url),
                 ("replica_id", args.replica_id),
+                ("workers", args.workers),
             )
             if value is not None
         }

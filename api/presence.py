@@ -31,15 +31,18 @@ class RoomPresence:
 
     async def enter(self, room: str, user: str, connection: str) -> None:
         try:
-            change = await self._presence.enter(chat_channel(room), user, connection)
-            await self._announce(room, user, change, "join")
+            # the join frame goes out in the same round trip when this is the user's first connection
+            join = membership_frame("join", room, user)
+            change = await self._presence.enter(chat_channel(room), user, connection, announce=join)
+            await self._departed_in(room, change)
         except Unavailable:
             log.warning("presence not recorded for %s in %s: redis is unavailable", user, room)
 
     async def exit(self, room: str, user: str, connection: str) -> None:
         try:
-            change = await self._presence.exit(chat_channel(room), user, connection)
-            await self._announce(room, user, change, "leave")
+            leave = membership_frame("leave", room, user)
+            change = await self._presence.exit(chat_channel(room), user, connection, announce=leave)
+            await self._departed_in(room, change)
         except Unavailable:
             log.warning("presence not cleared for %s in %s: its entry will expire", user, room)
 
@@ -53,9 +56,8 @@ class RoomPresence:
         for user in users:
             await self._broker.publish_ephemeral(channel, membership_frame("leave", room, user))
 
-    async def _announce(self, room: str, user: str, change: PresenceChange, kind: str) -> None:
+    async def _departed_in(self, room: str, change: PresenceChange) -> None:
+        """Users whose entries the call purged (their replica died): rare, so a publish each."""
         channel = chat_channel(room)
         for departed in change.departed:
             await self._broker.publish_ephemeral(channel, membership_frame("leave", room, departed))
-        if change.changed:
-            await self._broker.publish_ephemeral(channel, membership_frame(kind, room, user))

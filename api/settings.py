@@ -31,6 +31,9 @@ class Settings(BaseSettings):
     )
     host: str = Field("127.0.0.1", description="`herald serve` bind address")
     port: int = Field(8000, description="`herald serve` port")
+    workers: int = Field(
+        1, ge=1, description="replicas `herald serve` runs on this port, one process each (README, Workers)"
+    )
     redis_pool_size: int = Field(64, ge=2, description="Redis connections per replica (one is the pub/sub connection)")
     redis_min_replicas_ack: int = Field(
         0, ge=0, description="a publish is acknowledged only once this many Redis replicas hold it (`WAIT`); 0: off"

@@ -18,12 +18,16 @@ Workloads:
   W3  --idle idle connections to one replica: RSS per connection, connects/s
   W4  --rooms rooms x 2 members (one per replica), round-robin closed-loop publishers
   W5  W1 through GraphQL chatMessage subscriptions (graphql-transport-ws; Herald only)
+  W6  --crowd idle connections on one replica: RSS per connection, time to connect all, heartbeat CPU
+      (HERALD_HEARTBEAT_S=1 so a few seconds hold several rounds; Herald only)
+  W7  reconnect storm: --storm clients on replica A, SIGKILLed mid-run; they resume with since on replica B:
+      time until all are back, lost, duplicated, peak connects/s (Herald only)
 
 Needs: the bench extra (pip install 'herald[bench]') and redis-server on PATH (not with --attach);
 --redis cluster needs redis-cli too.
 
 Examples:
-  herald bench                                   all workloads, all targets (about 8 minutes)
+  herald bench                                   all workloads, all targets (about 15 minutes)
   herald bench --quick --targets raw             smoke test, < 30 s
   herald bench --only W1,W3 --duration 10 --repeat 3
   herald bench --only W1,W4 --targets herald --redis standalone,sentinel,cluster
@@ -55,8 +59,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--duration", type=float, help="seconds of publishing per workload (default 5; --quick 1)")
     p.add_argument("--subscribers", type=int, help="subscribers in W1, W2, W5 (default 200; --quick 20)")
     p.add_argument("--replicas", type=int, default=2, help="replicas of herald and broadcaster (default 2)")
+    p.add_argument("--herald-workers", type=int, default=1, help="HERALD_WORKERS of each herald replica (default 1)")
     p.add_argument("--idle", type=int, help="idle connections in W3 (default 2000; --quick 100)")
     p.add_argument("--rooms", type=int, help="rooms in W4, 2 members each (default 500; --quick 50)")
+    p.add_argument("--crowd", type=int, help="idle connections to one replica in W6 (default 10000; --quick 300)")
+    p.add_argument("--storm", type=int, help="W7 clients on the replica that is killed (default 5000; --quick 200)")
     p.add_argument("--rate", type=float, help="W2 publish rate, messages/s (default 500; --quick 200)")
     p.add_argument("--size", type=int, default=100, help="message text size in bytes (default 100)")
     p.add_argument("--window", type=int, default=4, help="W1/W5 closed-loop messages in flight (default 4)")

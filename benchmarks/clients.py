@@ -8,6 +8,7 @@ everything seen: in-order delivery costs one comparison, gaps and duplicates are
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from array import array
 from collections.abc import Callable
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
     from benchmarks.loadgen import Worker
 
 _search = MARK.search
+_offset = re.compile(rb'"(?:id|offset)":"([0-9]+-[0-9]+)"').search
 _now = time.monotonic_ns
 GQL_PROTOCOL = "graphql-transport-ws"
 _ROUTINE = (b'"heartbeat"', b'"join"', b'"leave"', b'"pong"')  # frames that are no sign of trouble
@@ -35,6 +37,7 @@ class ConnSpec:
     leader: bool = False  # opened before the others of its (replica, room), see loadgen.Worker.connect
     graphql: bool = False  # a graphql-transport-ws chatMessage subscriber instead of a chat socket
     acks: bool = False  # its receipt of a closed-loop message frees a slot in the publisher's window
+    failover: str | None = None  # W7: once dropped, reconnect here with since=<last offset seen>
 
 
 class Conn:
@@ -55,6 +58,9 @@ class Conn:
         self.missing: dict[bytes, set[int]] = {}
         self.lat: array[int] = array("q")
         self.close: Callable[[], None] = lambda: None
+        self.last_offset: bytes | None = None  # W7: where to resume (the newest message or welcome offset seen)
+        self.resumed_ns = 0  # W7: when the welcome of its resumed connection arrived
+        self.resumed_gap = False  # W7: that welcome said recovered: false
 
     def on_open(self) -> None:
         self.open = True
@@ -64,6 +70,8 @@ class Conn:
     def on_closed(self) -> None:
         if self.open and not self.worker.closing:
             self.dropped = True
+            if self.spec.failover is not None:
+                self.worker.resume_elsewhere(self)
         self.open = False
         if not self.ready.done():
             reason = f"closed before welcome ({self.close_code} {self.close_reason!r})"
@@ -76,6 +84,10 @@ class Conn:
         if m is None:
             self._on_control(payload)
             return
+        if self.spec.failover is not None:
+            found = _offset(payload)
+            if found is not None:
+                self.last_offset = found.group(1)
         pub = m.group(1)
         if pub == WARM_PUBID:
             self.warmed = True
@@ -118,6 +130,12 @@ class Conn:
                 return
         elif not self.ready.done():
             self._set_ready()  # the welcome frame
+            if self.spec.failover is not None and (found := _offset(payload)) is not None:
+                self.last_offset = found.group(1)
+            return
+        elif self.spec.failover is not None and b'"welcome"' in payload:  # W7: resumed on the other replica
+            self.resumed_ns = _now()
+            self.resumed_gap = b'"recovered":false' in payload
             return
         if len(self.worker.unexpected) < 5 and not any(kind in payload for kind in _ROUTINE):
             self.worker.unexpected.append(payload[:300].decode(errors="replace"))

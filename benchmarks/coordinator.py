@@ -11,8 +11,10 @@ from multiprocessing.connection import Connection, wait
 from typing import Any
 
 from benchmarks.loadgen import worker_main
-from benchmarks.procs import cpu_split, rss_kb
+from benchmarks.procs import cpu_split, rss_kb, with_children
+from benchmarks.redis_stats import command_counts, per_publish, pubsub_connections
 from benchmarks.spread import IDLE_S, snapshot, spread
+from benchmarks.storm import kill_later, storm_figures
 from benchmarks.targets import Running
 from benchmarks.workloads import Workload
 
@@ -89,7 +91,7 @@ class CpuMeter:
     """User and system CPU seconds a set of processes spends between ``start()`` and ``read()``."""
 
     def __init__(self, pids: list[int]) -> None:
-        self.pids = pids
+        self.pids = with_children(pids)
         self.base = self._now()
 
     def _now(self) -> tuple[float, float]:
@@ -121,13 +123,19 @@ def run_workload(workload: Workload, target: Running, tick: Tick, warm_timeout: 
             rss_after = _rss(target.server_pids[:1])
             opened = max(1, result["connections"])
             known = rss_before is not None and rss_after is not None
-            return result | {
-                "connects_per_s": result["connections"] / connect_s,
-                "rss_before_kb": rss_before,
-                "rss_after_kb": rss_after,
-                "rss_per_conn_kb": (rss_after - rss_before) / opened if rss_after and rss_before else None,
-                "server_cpu_us_per_connect": (user + system) * 1e6 / opened if known else None,
-            }
+            figures = _heartbeats(workload, target) if workload.heartbeat_window else {}
+            return (
+                result
+                | figures
+                | {
+                    "connect_s": connect_s,
+                    "connects_per_s": result["connections"] / connect_s,
+                    "rss_before_kb": rss_before,
+                    "rss_after_kb": rss_after,
+                    "rss_per_conn_kb": (rss_after - rss_before) / opened if rss_after and rss_before else None,
+                    "server_cpu_us_per_connect": (user + system) * 1e6 / opened if known else None,
+                }
+            )
         if result["connect_failures"]:
             failed, total = result["connect_failures"], result["connect_failures"] + result["connections"]
             raise RuntimeError(f"{failed} of {total} sockets failed to open: {result['connect_errors'][0]}")
@@ -136,6 +144,22 @@ def run_workload(workload: Workload, target: Running, tick: Tick, warm_timeout: 
         except TimeoutError:
             result["warm_timeout"] = True  # the subscribers left cold show up as lost deliveries
         return result | _traffic(workers, workload, target)
+
+
+def _heartbeats(workload: Workload, target: Running) -> dict[str, Any]:
+    """Server CPU while the connections only get heartbeats (every ``heartbeat_s``), per connection and round."""
+    meter = CpuMeter(target.server_pids[:1])
+    time.sleep(workload.heartbeat_window)
+    cpu = sum(meter.read())
+    rounds = workload.heartbeat_window / workload.heartbeat_s
+    connections = workload.connections
+    return {
+        "heartbeat_s": workload.heartbeat_s,
+        "idle_cpu_share": cpu / workload.heartbeat_window,  # of one core
+        "heartbeat_cpu_us_per_connection": cpu * 1e6 / (rounds * connections) if connections else None,
+        # at the default HERALD_HEARTBEAT_S (30 s): the share of one core heartbeats cost at this scale
+        "idle_cpu_share_at_30s": cpu / workload.heartbeat_window * workload.heartbeat_s / 30,
+    }
 
 
 def _connect(workers: Workers, workload: Workload) -> dict[str, Any]:
@@ -159,9 +183,15 @@ def _traffic(workers: Workers, workload: Workload, target: Running) -> dict[str,
     t_start = time.monotonic_ns() + 100_000_000  # every worker starts publishing at the same instant
     t_end = t_start + int(workload.duration * 1e9)
     servers, redis, loadgen = CpuMeter(target.server_pids), CpuMeter(target.redis_pids), CpuMeter(workers.pids)
+    commands_before = command_counts(masters)
     published: dict[str, tuple[str, int]] = {}
+    killed_at = kill_later(target, t_start, workload.kill_after) if workload.kill_after else None
     for _, counts in workers.ask(("go", t_start, t_end), "published", workload.duration + 30, "running"):
         published.update(counts)
+    if killed_at is not None:
+        killed_at.join()
+    redis_figures = per_publish(commands_before, command_counts(masters), sum(n for _, n in published.values()))
+    redis_figures["redis_pubsub_connections"] = pubsub_connections(masters)
     drain_timeout = max(p.drain_timeout for p in workload.plans)
     stats = [s for _, s in workers.ask(("expect", published), "stats", drain_timeout + 30, "draining")]
     metrics = _metrics(workload.duration, published, stats, servers.read(), sum(redis.read()), sum(loadgen.read()))
@@ -172,7 +202,9 @@ def _traffic(workers: Workers, workload: Workload, target: Running) -> dict[str,
         quiet = (idle, before), (after, snapshot(masters))
         metrics["redis_topology"] = target.redis.kind
         metrics["redis_masters"] = spread(quiet, before, after, sharded=target.redis.kind == "cluster")
-    return metrics
+    if killed_at is not None:
+        metrics |= storm_figures(killed_at.at_ns, stats, sum(1 for p in workload.plans for c in p.conns if c.failover))
+    return metrics | redis_figures | {"replicas": len(target.ports), "redis_masters_count": len(masters)}
 
 
 def _metrics(
@@ -194,6 +226,7 @@ def _metrics(
     sent = sum(count for _, count in published.values())
     return {
         "published": sent,
+        "subscribers": total("subscribers"),
         "published_per_s": sent / duration,
         "deliveries_per_s": window / duration,
         "expected": expected,
@@ -209,6 +242,7 @@ def _metrics(
         "server_cpu_s": cpu,
         "server_cpu_system_share": server_cpu[1] / cpu if cpu else None,
         "server_cpu_us_per_delivery": cpu * 1e6 / received if received else None,
+        "server_cpu_us_per_publish": cpu * 1e6 / sent if sent else None,
         "redis_cpu_s": redis_cpu,
         "loadgen_cpu_s": gen_cpu,
         "loadgen_cpu_us_per_delivery": gen_cpu * 1e6 / received if received else None,
@@ -228,6 +262,6 @@ def _percentiles(lat: list[int]) -> dict[str, float | None]:
 
 def _rss(pids: list[int]) -> int | None:
     try:
-        return sum(rss_kb(pid) for pid in pids) if pids else None
+        return sum(rss_kb(pid) for pid in with_children(pids)) if pids else None
     except OSError:
         return None

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 import signal
 import time
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ from benchmarks.wire import bench_text, chat_send_frame
 WARM_EVERY_S = 0.1
 WARM_ROOMS_PER_TICK = 10
 RESEND_AFTER_NS = 2_000_000_000  # a closed-loop message unacknowledged this long is replaced, not waited for
+RESUME_ATTEMPTS = 10  # W7: tries to reconnect elsewhere before a client gives up
 
 
 @dataclass
@@ -130,6 +132,9 @@ class Worker:
         self.conns: list[Conn] = []
         self.publishers: list[Publisher] = []
         self.inbox: asyncio.Queue[tuple[Any, ...]] = asyncio.Queue()
+        self._resuming: set[asyncio.Task[None]] = set()
+        self.resume_failures = 0
+        self.resume_gave_up = 0
 
     async def run(self) -> None:
         self.conns = [Conn(self, spec) for spec in self.plan.conns]
@@ -157,6 +162,28 @@ class Worker:
                 await asyncio.sleep(0.2)
                 await reader
                 return
+
+    def resume_elsewhere(self, conn: Conn) -> None:
+        """W7: ``conn``'s replica died; reconnect to its failover URL with ``since``, as a client library does
+        (full-jitter backoff from 0.5 s, doubling)."""
+        self._resuming.add(asyncio.get_running_loop().create_task(self._resume(conn)))
+
+    async def _resume(self, conn: Conn) -> None:
+        opener = OPENERS[self.plan.client]
+        failover = conn.spec.failover
+        assert failover is not None
+        since = conn.last_offset.decode() if conn.last_offset is not None else "0"
+        conn.spec.url = f"{failover}&since={since}"
+        delay = 0.5
+        for _ in range(RESUME_ATTEMPTS):
+            await asyncio.sleep(random.uniform(0, delay))
+            delay = min(5.0, 2 * delay)
+            try:
+                await opener(conn)
+                return
+            except Exception:  # refused or reset during the storm: try again later
+                self.resume_failures += 1
+        self.resume_gave_up += 1
 
     async def _read_pipe(self) -> None:
         # A blocking recv in a thread: uvloop's add_reader would make the pipe non-blocking, and then a large
@@ -241,6 +268,10 @@ class Worker:
             "drain_s": time.monotonic() - started,
             "latency_us": b"".join(a.tobytes() for a in lat),
             "unexpected": self.unexpected,
+            "resumed_ns": [c.resumed_ns for c in self.conns if c.resumed_ns],
+            "resumed_gaps": sum(c.resumed_gap for c in self.conns),
+            "resume_failures": self.resume_failures,
+            "resume_gave_up": self.resume_gave_up,
         }
 
 

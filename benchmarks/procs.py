@@ -39,6 +39,15 @@ def cpu_split(pid: int) -> tuple[float, float]:
     return int(fields[11]) / _CLK_TCK, int(fields[12]) / _CLK_TCK
 
 
+def with_children(pids: list[int]) -> list[int]:
+    """``pids`` and their children (``herald serve --workers`` serves in forked workers, not in the parent)."""
+    found = list(pids)
+    for pid in pids:
+        with contextlib.suppress(OSError), open(f"/proc/{pid}/task/{pid}/children") as f:
+            found += [int(child) for child in f.read().split()]
+    return found
+
+
 def rss_kb(pid: int) -> int:
     with open(f"/proc/{pid}/statm") as f:
         return int(f.read().split()[1]) * _PAGE_KB

@@ -102,6 +102,27 @@ ROWS = [
     Row("W5 GraphQL deliveries/s", "W5", lambda m: m["deliveries_per_s"]),
     Row("W5 lost / duplicates", "W5", _loss, ratio=False),
     Row("W5 server CPU µs/delivery", "W5", lambda m: m["server_cpu_us_per_delivery"], "{:.2f}"),
+    Row("W6 idle connections on one replica", "W6", lambda m: m["connections"], ratio=False),
+    Row("W6 idle RSS KB/connection", "W6", lambda m: m["rss_per_conn_kb"], "{:.1f}", False),
+    Row("W6 seconds to connect all", "W6", lambda m: m["connect_s"], "{:.1f}", False),
+    Row("W6 connects/s", "W6", lambda m: m["connects_per_s"], ratio=False),
+    Row(
+        "W6 heartbeat CPU µs per connection per beat",
+        "W6",
+        lambda m: m["heartbeat_cpu_us_per_connection"],
+        "{:.1f}",
+        False,
+    ),
+    Row("W6 heartbeat CPU at 30 s, % of a core", "W6", lambda m: 100 * m["idle_cpu_share_at_30s"], "{:.2f}", False),
+    Row(
+        "W7 clients resumed / on the killed replica",
+        "W7",
+        lambda m: f"{m['storm_resumed']} / {m['storm_clients']}",
+        ratio=False,
+    ),
+    Row("W7 seconds until all back", "W7", lambda m: m["storm_last_back_s"], "{:.2f}", False),
+    Row("W7 peak connects/s", "W7", lambda m: m["storm_peak_connects_per_s"], ratio=False),
+    Row("W7 lost / duplicates", "W7", _loss, ratio=False),
 ]
 PEERS = ("broadcaster", "raw")
 
@@ -112,6 +133,8 @@ HEADLINE: dict[str, tuple[Callable[[dict[str, Any]], float | None], str]] = {
     "W3": (lambda m: m["rss_per_conn_kb"], "rss_per_conn_kb"),
     "W4": (lambda m: m["deliveries_per_s"], "deliveries_per_s"),
     "W5": (lambda m: m["deliveries_per_s"], "deliveries_per_s"),
+    "W6": (lambda m: m["rss_per_conn_kb"], "rss_per_conn_kb"),
+    "W7": (lambda m: m["storm_last_back_s"], "storm_last_back_s"),
 }
 
 

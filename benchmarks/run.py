@@ -27,12 +27,13 @@ from typing import Any
 from benchmarks.args import parse_args
 from benchmarks.calibrate import CLIENTS, calibrate, calibration_table
 from benchmarks.coordinator import Tick, run_workload
+from benchmarks.goals import evaluate, goals_table
 from benchmarks.procs import ProcessGroup, raise_fd_limit
 from benchmarks.report import Progress, Results, pick_median, table, write_json
 from benchmarks.spread import projection, spread_table
 from benchmarks.targets import HERALD_ON, TARGETS, attach, herald_available, start_target
 from benchmarks.topologies import TOPOLOGIES
-from benchmarks.workloads import DESCRIPTIONS, HERALD_ONLY, WORKLOADS, Options, build
+from benchmarks.workloads import DESCRIPTIONS, HERALD_ONLY, WORKLOADS, Options, build, target_env
 
 
 def options_from(args: argparse.Namespace) -> Options:
@@ -56,6 +57,11 @@ def options_from(args: argparse.Namespace) -> Options:
         client=args.client,
         drain_timeout=2.0 if quick else max(5.0, 2 * duration),
         quiet=0.5 if quick else 1.0,
+        crowd=pick(args.crowd, 10_000, 300),
+        heartbeat_window=2.0 if quick else 5.0,
+        storm=pick(args.storm, 5000, 200),
+        storm_rooms=10 if quick else 50,
+        storm_drain=30.0 if quick else 180.0,
     )
 
 
@@ -105,14 +111,23 @@ def main(argv: list[str] | None = None) -> int:
     progress.finish()
     for (workload, name), done in runs.items():
         results[name]["workloads"][workload] = pick_median(workload, done)
-    options = asdict(opts) | {"replicas": args.replicas, "repeat": args.repeat, "targets": targets, "workloads": order}
-    write_json(args.out, results, options, load_average=os.getloadavg())
+    options = asdict(opts) | {
+        "herald_workers": args.herald_workers,
+        "replicas": args.replicas,
+        "repeat": args.repeat,
+        "targets": targets,
+        "workloads": order,
+    }
+    goals = evaluate(results)
+    write_json(args.out, results, options, load_average=os.getloadavg(), goals=goals)
     print(table(results, targets))
     if spreads := spread_table(results, targets):
         print("\nRedis masters (publishes and subscriptions per master, master CPU per publish):\n")
         print(spreads)
         print("\nProjection (marginal master CPU per publish, measured above; the idle share left out):\n")
         print(projection(results, targets))
+    print("\nTargets (issue 14; ratios are herald / peer in this run):\n")
+    print(goals_table(goals))
     _print_notes(results)
     print(f"\nJSON: {args.out}", file=sys.stderr)
     failed = any("error" in r or any("error" in m for m in r["workloads"].values()) for r in results.values())
@@ -191,7 +206,8 @@ def _run_one(
         if name == "herald" and args.attach:
             running = attach(name, [int(p) for p in args.attach.split(",")])
         else:
-            running = start_target(name, args.replicas, group)
+            env = target_env(workload, opts) | {"HERALD_WORKERS": str(args.herald_workers)}
+            running = start_target(name, args.replicas, group, env)
         entry["replicas"] = len(running.ports)
         entry["notes"] = sorted(set(entry["notes"]) | set(running.notes))
         metrics = run_workload(build(workload, opts, running.ports), running, tick)

@@ -72,7 +72,7 @@ def redis_of(name: str) -> str:
     return next((kind for kind, target in HERALD_ON.items() if target == name), "standalone")
 
 
-def start_target(name: str, replicas: int, group: ProcessGroup) -> Running:
+def start_target(name: str, replicas: int, group: ProcessGroup, env: dict[str, str] | None = None) -> Running:
     if name == "raw":
         return _start_raw(group)
     redis = start_topology(redis_of(name), group)
@@ -84,7 +84,7 @@ def start_target(name: str, replicas: int, group: ProcessGroup) -> Running:
         if name == "herald" or name in HERALD_ON.values():
             argv = [*herald_command(), "serve", "--host", "127.0.0.1", "--port", str(port)]
             argv += ["--redis-url", redis_url, "--replica-id", f"r{i}"]
-            proc = group.start(f"{name}-r{i}", argv, env=HERALD_BENCH_ENV)
+            proc = group.start(f"{name}-r{i}", argv, env=HERALD_BENCH_ENV | (env or {}))
         elif name == "broadcaster":
             argv = [sys.executable, "-m", "uvicorn", "benchmarks.peer_broadcaster:app", "--host", "127.0.0.1"]
             argv += ["--port", str(port), "--log-level", "warning", "--no-access-log"]
@@ -105,7 +105,7 @@ def _start_raw(group: ProcessGroup) -> Running:
     proc = group.start("raw", [sys.executable, "-m", "benchmarks.baseline_picows", "--port", str(port)])
     _probe(proc, port)
     note = "raw is one process without Redis: 'replica A' and 'replica B' are the same process"
-    return Running("raw", [port], [proc.pid], None, [note])
+    return Running("raw", [port], [proc.pid], None, notes=[note])
 
 
 def herald_available() -> str | None:
@@ -127,7 +127,7 @@ def attach(name: str, ports: list[int]) -> Running:
     if len(pids) != len(ports):
         notes.append("server processes not visible: CPU and RSS figures are missing")
         pids = []
-    return Running(name, ports, pids, None, notes)
+    return Running(name, ports, pids, None, notes=notes)
 
 
 def listening_pid(port: int) -> int | None:

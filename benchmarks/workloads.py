@@ -8,15 +8,17 @@ from benchmarks.clients import ConnSpec
 from benchmarks.loadgen import PubSpec, WorkerPlan
 from benchmarks.wire import chat_url, graphql_url
 
-WORKLOADS = ("W1", "W2", "W3", "W4", "W5")
+WORKLOADS = ("W1", "W2", "W3", "W4", "W5", "W6", "W7")
 DESCRIPTIONS = {
     "W1": "fan-out: 1 room, N subscribers over the replicas, closed-loop publisher",
     "W2": "latency: fixed-rate publisher on replica A, N subscribers on replica B",
     "W3": "idle connections on one replica: RSS per connection, connects/s",
     "W4": "many rooms × 2 members (one per replica), round-robin closed-loop publishers",
     "W5": "W1 through GraphQL chatMessage subscriptions (graphql-transport-ws)",
+    "W6": "many idle connections on one replica: RSS per connection, time to connect all, heartbeat CPU",
+    "W7": "reconnect storm: SIGKILL replica A holding N clients; they resume with since on replica B",
 }
-HERALD_ONLY = {"W5"}
+HERALD_ONLY = {"W5", "W6", "W7"}
 
 
 @dataclass
@@ -34,6 +36,13 @@ class Options:
     client: str = "picows"
     drain_timeout: float = 5.0
     quiet: float = 1.0
+    crowd: int = 10_000  # W6 idle connections
+    heartbeat_s: float = 1.0  # W6: the replica's HERALD_HEARTBEAT_S, so a short window holds several rounds
+    heartbeat_window: float = 5.0  # W6: seconds of idle CPU measured
+    storm: int = 5000  # W7 clients on the replica that is killed
+    storm_rooms: int = 50
+    storm_rate: float = 100.0  # W7 messages/s published (on replica B) across the rooms
+    storm_drain: float = 180.0  # W7: how long the resumed clients get to catch up after the publishing window
 
 
 @dataclass
@@ -42,6 +51,9 @@ class Workload:
     plans: list[WorkerPlan]
     duration: float
     idle: bool = False  # W3: connect, measure, close; nothing is published
+    heartbeat_window: float = 0.0  # W6: after connecting, measure this long of idle (heartbeat) CPU
+    heartbeat_s: float = 0.0
+    kill_after: float = 0.0  # W7: SIGKILL the first replica this long into the publishing window
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -80,6 +92,21 @@ def build(name: str, opts: Options, ports: list[int]) -> Workload:
             if conns:
                 plan.publishers.append(PubSpec(conns, window=opts.room_window))
         _sample_latency(plans, 7)
+    elif name == "W6":
+        for i in range(opts.crowd):
+            room = f"crowd{i % opts.idle_rooms}"
+            _add(plans[i % opts.workers], ConnSpec(chat_url(a, room, f"u{i}"), room, False))
+    elif name == "W7":
+        for i in range(opts.storm):
+            room = f"storm{i % opts.storm_rooms}"
+            spec = ConnSpec(chat_url(a, room, f"s{i}"), room, True, failover=chat_url(b, room, f"s{i}"))
+            _add(plans[i % opts.workers], spec)
+        for j in range(opts.storm_rooms):
+            room = f"storm{j}"
+            plan = plans[j % opts.workers]
+            _publisher(
+                plan, ConnSpec(chat_url(b, room, f"pub{j}"), room, False), rate=opts.storm_rate / opts.storm_rooms
+            )
     elif name == "W5":
         for i in range(opts.subscribers):
             spec = ConnSpec(graphql_url(_port(ports, i, opts)), "w5", True, graphql=True)
@@ -90,7 +117,19 @@ def build(name: str, opts: Options, ports: list[int]) -> Workload:
     else:
         raise ValueError(f"unknown workload {name!r}")
     _mark_leaders(plans)
-    return Workload(name, [p for p in plans if p.conns], opts.duration, idle=name == "W3")
+    workload = Workload(name, [p for p in plans if p.conns], opts.duration, idle=name in ("W3", "W6"))
+    if name == "W6":
+        workload.heartbeat_window, workload.heartbeat_s = opts.heartbeat_window, opts.heartbeat_s
+    if name == "W7":
+        workload.kill_after = opts.duration / 3
+        for plan in workload.plans:  # resuming thousands of clients on one replica outlasts the window
+            plan.drain_timeout, plan.quiet = opts.storm_drain, max(plan.quiet, 15.0)
+    return workload
+
+
+def target_env(name: str, opts: Options) -> dict[str, str]:
+    """Settings a workload needs of the servers it runs against."""
+    return {"HERALD_HEARTBEAT_S": str(opts.heartbeat_s)} if name == "W6" else {}
 
 
 def _port(ports: list[int], i: int, opts: Options) -> int:

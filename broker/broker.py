@@ -61,7 +61,14 @@ class RedisBroker:
         self._parts = parts
         self.hub = Hub(options.fan_out)
         self.listener = Listener(self.hub, options.prefix, self.read_page, parts.link)
-        self.presence = Presence(client, options.prefix, options.replica_id, options.presence_ttl_s)
+        self.presence = Presence(
+            client,
+            options.prefix,
+            options.replica_id,
+            options.presence_ttl_s,
+            run=parts.presence.run,
+            announce=parts.announce,
+        )
 
     @classmethod
     def from_url(cls, url: str, options: BrokerOptions) -> RedisBroker:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import math
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,6 +19,8 @@ from redis.asyncio.cluster import ClusterNode
 from redis.asyncio.connection import AbstractConnection
 from redis.crc import key_slot
 from redis.exceptions import ResponseError
+
+from broker.replies import BatchReader
 
 SSUBSCRIBE = b"ssubscribe"
 SUNSUBSCRIBE = b"sunsubscribe"
@@ -71,14 +72,19 @@ class NodeLink:
         )
 
     async def _read(self, on_reply: OnReply, on_error_reply: OnErrorReply, on_broken: OnBroken) -> None:
+        batch = BatchReader(self.conn)  # every reply of one socket read per wake-up (broker.replies)
         try:
             while True:
                 try:
-                    reply = await self.conn.read_response(timeout=math.inf)
-                except ResponseError as exc:
+                    replies = await batch.read()
+                except ResponseError as exc:  # (one reply at a time: read_response raises them)
                     on_error_reply(self, exc)
                     continue
-                on_reply(self, reply)
+                for reply in replies:
+                    if isinstance(reply, ResponseError):
+                        on_error_reply(self, reply)
+                    else:
+                        on_reply(self, reply)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # connection lost (or a reply we cannot parse): the link is gone

@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from importlib import resources
 from typing import Any
 
@@ -29,6 +29,18 @@ SEPARATOR = "\0"
 log = logging.getLogger(__name__)
 
 
+ScriptCall = Callable[[list[str], list[Any]], Awaitable[Any]]
+
+
+def _registered(client: redis.Redis | RedisCluster) -> ScriptCall:
+    script = client.register_script(resources.files("broker").joinpath("lua/presence.lua").read_text())
+
+    async def run(keys: list[str], args: list[Any]) -> Any:
+        return await script(keys=keys, args=args)
+
+    return run
+
+
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
@@ -41,13 +53,20 @@ class Presence:
         replica_id: str,
         ttl_s: float = 30.0,
         clock: Callable[[], float] = time.time,
+        *,
+        run: ScriptCall | None = None,
+        announce: str = "PUBLISH",
     ) -> None:
+        """``client``: a Redis client to register the script with, unless ``run`` (the topology's batching
+        script runner for ``lua/presence.lua``, see ``broker.wiring``) runs it. ``announce``: the pub/sub
+        command of join/leave frames (SPUBLISH on a cluster)."""
         self._prefix = prefix
         #: epoch seconds; expiries are compared in Redis against this replica's clock (a test passes its own)
         self._clock = clock
         self._replica = replica_id
         self.ttl_s = ttl_s
-        self._script = client.register_script(resources.files("broker").joinpath("lua/presence.lua").read_text())
+        self._announce = announce
+        self._run: ScriptCall = run if run is not None else _registered(client)
         # channel -> members this replica holds, for the refresh loop
         self._local: dict[str, set[str]] = {}
         self._refresher: asyncio.Task[None] | None = None
@@ -60,7 +79,7 @@ class Presence:
         keys = ChannelKeys.of(self._prefix, channel)
         now_ms = int(self._clock() * 1000)
         try:
-            reply = await self._script(keys=[keys.presence, keys.presence + ":lex"], args=[args[0], now_ms, *args[1:]])
+            reply = await self._run([keys.presence, keys.presence + ":lex"], [args[0], now_ms, *args[1:]])
         except REDIS_FAILURES as exc:
             raise Unavailable("redis is unavailable") from exc
         return [_text(item) for item in reply]
@@ -73,19 +92,28 @@ class Presence:
         departed = reply[2:] if len(reply) > 1 else []
         return PresenceChange(changed=reply[0] == "1", departed=departed)
 
-    async def enter(self, channel: str, user: str, connection: str) -> PresenceChange:
+    def _announcing(self, channel: str, frame: str | None) -> list[str]:
+        if frame is None:
+            return []
+        return [ChannelKeys.of(self._prefix, channel).pubsub, self._announce, "\n" + frame]
+
+    async def enter(self, channel: str, user: str, connection: str, announce: str | None = None) -> PresenceChange:
+        """Record the connection; when it is the user's first, publish ``announce`` (an ephemeral frame) to the
+        channel in the same script call."""
         member = self._member(user, connection)
         self._local.setdefault(channel, set()).add(member)
-        return self._change(await self._call(channel, "enter", member, user, self._expiry_ms()))
+        extra = self._announcing(channel, announce)
+        return self._change(await self._call(channel, "enter", member, user, self._expiry_ms(), *extra))
 
-    async def exit(self, channel: str, user: str, connection: str) -> PresenceChange:
+    async def exit(self, channel: str, user: str, connection: str, announce: str | None = None) -> PresenceChange:
+        """Drop the connection; when it was the user's last, publish ``announce`` in the same script call."""
         member = self._member(user, connection)
         members = self._local.get(channel)
         if members is not None:
             members.discard(member)
             if not members:
                 del self._local[channel]
-        return self._change(await self._call(channel, "exit", member, user))
+        return self._change(await self._call(channel, "exit", member, user, *self._announcing(channel, announce)))
 
     async def users(self, channel: str) -> list[str]:
         """Live users of the channel, distinct and sorted. Users this call purged go to ``on_departed``."""

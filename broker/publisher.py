@@ -21,6 +21,7 @@ from redis.asyncio.sentinel import MasterNotFoundError
 from redis.exceptions import NoScriptError, RedisError
 
 from broker.errors import NotConfirmed, OutcomeUnknown, Unavailable
+from broker.script_wire import ScriptWire
 
 #: most publishes one pipeline carries; a longer queue is sent as several
 BATCH_LIMIT = 256
@@ -36,6 +37,7 @@ class Publisher:
         self._ack_timeout_ms = ack_timeout_ms
         self._waiting: list[_Call] = []
         self._sender: asyncio.Task[None] | None = None
+        self._wire = ScriptWire(client)
 
     async def run(self, keys: list[str], args: list[Any]) -> Any:
         """The script's result for these keys and arguments; ``Unavailable`` when Redis cannot be reached."""
@@ -88,19 +90,11 @@ class Publisher:
     async def _pipeline(self, batch: list[_Call]) -> tuple[list[Any], list[int]]:
         """Each call's result (errors as values) and how many replicas confirmed it (0 without WAIT)."""
         sha = self._script.sha
-        if len(batch) == 1 and not self._min_replicas_ack:
-            keys, args, _ = batch[0]
-            try:
-                return [await self._client.evalsha(sha, len(keys), *keys, *args)], [0]
-            except NoScriptError as exc:
-                return [exc], [0]
-        pipe = self._client.pipeline(transaction=False)
-        for keys, args, _ in batch:
-            pipe.evalsha(sha, len(keys), *keys, *args)
+        commands: list[tuple[Any, ...]] = [("EVALSHA", sha, len(keys), *keys, *args) for keys, args, _ in batch]
         if self._min_replicas_ack:
             # WAIT counts the replicas holding this connection's writes so far: every script above.
-            pipe.execute_command("WAIT", self._min_replicas_ack, self._ack_timeout_ms)
-        replies = list(await pipe.execute(raise_on_error=False))
+            commands.append(("WAIT", self._min_replicas_ack, self._ack_timeout_ms))
+        replies = await self._wire.call(commands)  # one write, one round trip (broker.script_wire)
         if not self._min_replicas_ack:
             return replies, [0] * len(batch)
         acked = replies.pop()

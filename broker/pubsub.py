@@ -31,6 +31,7 @@ import redis.asyncio as redis
 from redis.exceptions import RedisError
 
 from broker.errors import Unavailable
+from broker.replies import BatchReader
 
 log = logging.getLogger(__name__)
 
@@ -266,21 +267,34 @@ class PubSubLink:
 
     async def _read_forever(self) -> None:
         pubsub = self._pubsub
-        on_message, control = self._on_message, self._control
+        batch = BatchReader(pubsub.connection)
+        if not batch.batched:  # the embedded server: redis-py's own reads, one message at a time
+            while True:
+                message = await pubsub.get_message(timeout=1.0)
+                if message is not None:
+                    self._dispatch(message["type"], message["channel"], message["data"])
         while True:
-            message = await pubsub.get_message(timeout=1.0)
-            if message is None:
-                continue
-            kind = _text(message["type"])
-            name = _text(message["channel"])
-            if kind == "message":
-                if name == control:
-                    if _text(message["data"]) == self._probe:
-                        self._probe_seen.set()
-                else:
-                    on_message(name, message["data"])
-            elif kind == "subscribe":
-                self._confirmed(name)
+            # every message already received, in one wake-up (see broker.replies)
+            for reply in await batch.read():
+                if isinstance(reply, list) and len(reply) == 3 and reply[0] == b"message":
+                    self._dispatch(b"message", reply[1], reply[2])
+                elif isinstance(reply, RedisError):
+                    raise reply  # a pub/sub connection has nothing to refuse: the link is in trouble
+                else:  # (un)subscribe confirmations: redis-py's PubSub keeps its own books on them
+                    message = await pubsub.handle_message(reply)
+                    if message is not None:
+                        self._dispatch(message["type"], message["channel"], message["data"])
+
+    def _dispatch(self, kind: Any, channel: Any, data: Any) -> None:
+        name = _text(channel)
+        if kind == b"message" or kind == "message":
+            if name == self._control:
+                if _text(data) == self._probe:
+                    self._probe_seen.set()
+            else:
+                self._on_message(name, data)
+        elif _text(kind) == "subscribe":
+            self._confirmed(name)
 
     def _confirmed(self, name: str) -> None:
         future = self._confirmations.pop(name, None)

@@ -60,6 +60,8 @@ class ScriptRunner(Protocol):
 class Parts:
     #: runs ``lua/publish.lua``
     publisher: ScriptRunner
+    #: runs ``lua/presence.lua`` (batched like the publisher: a connect storm shares round trips)
+    presence: ScriptRunner
     #: the script's pub/sub command (its ARGV[4])
     announce: str
     #: (pub/sub name, payload) -> announced, not stored
@@ -72,8 +74,8 @@ class Parts:
     close: Callable[[], Awaitable[None]]
 
 
-def _script() -> str:
-    return resources.files("broker").joinpath("lua/publish.lua").read_text()
+def _script(name: str = "publish") -> str:
+    return resources.files("broker").joinpath(f"lua/{name}.lua").read_text()
 
 
 def pubsub_client_name(replica_id: str) -> str:
@@ -104,6 +106,7 @@ def standalone_parts(client: redis.Redis, options: BrokerOptions) -> Parts:
 
     return Parts(
         publisher=Publisher(client, _script(), options.min_replicas_ack, options.ack_timeout_ms),
+        presence=Publisher(client, _script("presence")),
         announce="PUBLISH",
         ephemeral=client.publish,
         link=link,
@@ -142,6 +145,7 @@ def cluster_parts(client: RedisCluster, options: BrokerOptions) -> Parts:
 
     return Parts(
         publisher=script,
+        presence=ClusterScript(client, _script("presence")),
         announce="SPUBLISH",
         ephemeral=slots.spublish,
         link=link,

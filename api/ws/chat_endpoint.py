@@ -16,15 +16,15 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from api.auth import Principal
 from api.chat_feed import GAP_REASON, chat_frame, frame_user, send_backlog, welcome
-from api.errors import CloseCode, ErrorCode, HeraldError
+from api.errors import CloseCode, HeraldError
 from api.identity import Access, identify
 from api.models import dumps, is_room, valid_since
 from api.origins import origin_policy
 from api.state import AppState
-from api.ws.actions import Send
-from api.ws.chat_protocol import AskPresence, ChatProtocol, Publish, TokenBucket, ack_frame, error_frame
+from api.ws.chat_frames import ChatFrames
 from api.ws.connection import Connection
-from broker import Event, OutcomeUnknown, Subscription, Unavailable, chat_channel
+from api.ws.fastpath import frame_reader
+from broker import Event, Subscription, Unavailable, chat_channel
 
 log = logging.getLogger(__name__)
 
@@ -132,47 +132,24 @@ async def _welcome(
 
 
 async def _receive_loop(websocket: WebSocket, conn: Connection, room: str, user: str, state: AppState) -> None:
-    settings = state.settings
-    protocol = ChatProtocol(
-        max_bytes=settings.max_message_bytes, bucket=TokenBucket(settings.rate_limit, settings.rate_burst)
-    )
-    while not conn.closed:
-        message = await conn.receive()
-        if message["type"] == "websocket.disconnect":
-            return
-        text = message.get("text")
-        actions = protocol.receive(text) if text is not None else protocol.receive_bytes(message.get("bytes") or b"")
-        for action in actions:
-            if isinstance(action, Send):
-                conn.push(action.text)
-            elif isinstance(action, Publish):
-                await _publish(conn, room, user, action, state)
-            elif isinstance(action, AskPresence):
-                await _presence(conn, room, state)
-            else:
-                await conn.close(action.code, action.reason)
+    frames = ChatFrames(conn, room, user, state)
+    reader = frame_reader(websocket)
+    if reader is not None:
+        # Herald's protocol hands frames straight to the machine; what reaches the ASGI queue from now on
+        # is what arrived before (handled below, first, in order) and the disconnect.
+        frames.pause, frames.resume = reader.pause, reader.resume
+        reader.on_text, reader.on_bytes = frames.on_text, frames.on_bytes
+    try:
+        while not conn.closed:
+            message = await conn.receive()
+            if message["type"] == "websocket.disconnect":
                 return
-        state.metrics.counts.rate_limited += protocol.rate_limited
-        protocol.rate_limited = 0
-
-
-async def _publish(conn: Connection, room: str, user: str, action: Publish, state: AppState) -> None:
-    try:
-        published, _ = await state.chat.publish(room, user, action.text, action.key)
-    except OutcomeUnknown as exc:
-        conn.push(error_frame(ErrorCode.UNAVAILABLE, str(exc)))
-        return
-    except Unavailable:
-        conn.push(error_frame(ErrorCode.UNAVAILABLE, "redis is unavailable; the message was not published"))
-        return
-    if action.key is not None:
-        conn.push(ack_frame(action.key, published.offset))
-
-
-async def _presence(conn: Connection, room: str, state: AppState) -> None:
-    try:
-        users = await state.presence.users(room)
-    except Unavailable:
-        conn.push(error_frame(ErrorCode.UNAVAILABLE, "redis is unavailable"))
-        return
-    conn.push(dumps({"type": "presence", "room": room, "users": users}))
+            text = message.get("text")
+            if text is not None:
+                frames.on_text(text)
+            else:
+                frames.on_bytes(message.get("bytes") or b"")
+            await frames.room()
+    finally:
+        if reader is not None:
+            reader.detach()

@@ -31,6 +31,7 @@ Two hardening duties live here too, where the frames are (SPEC §8):
 
 from __future__ import annotations
 
+import asyncio
 import struct
 from collections.abc import Callable
 from typing import Any
@@ -40,6 +41,7 @@ from websockets.exceptions import SecurityError
 from websockets.frames import Frame, Opcode
 
 from api.errors import CLOSE_CODE_EXPLANATIONS, CloseCode
+from api.ws.coalesce import flusher_for
 
 EXTENSION = "herald.frame_writer"
 
@@ -57,12 +59,15 @@ def text_frame(payload: bytes) -> bytes:
 
 
 class FrameWriter:
-    """Writes prepared frames straight to one connection's transport."""
+    """Writes prepared frames to one connection's transport: held until the end of the loop turn, then
+    written together (``api.ws.coalesce``), so a socket handed several events at once costs one write."""
 
-    __slots__ = ("_protocol", "on_resume")
+    __slots__ = ("_flusher", "_held", "_protocol", "on_resume")
 
     def __init__(self, protocol: HeraldWebSocketProtocol) -> None:
         self._protocol = protocol
+        self._flusher = flusher_for(asyncio.get_running_loop())
+        self._held: list[bytes] | None = None
         #: called (synchronously) when the transport drained below its low-water mark
         self.on_resume: Callable[[], None] | None = None
 
@@ -86,16 +91,70 @@ class FrameWriter:
         return True
 
     def write(self, frame: bytes) -> bool:
-        """Write one prepared frame; False when the connection is closing (nothing written)."""
+        """Write one prepared frame (at the end of this loop turn); False when the connection is closing."""
         protocol = self._protocol
         if protocol.close_sent or protocol.disconnected:
             return False
-        protocol.transport.write(frame)
+        held = self._held
+        if held is None:
+            self._held = [frame]
+            self._flusher.add(self)
+        else:
+            held.append(frame)
         return True
+
+    def flush(self) -> None:
+        """Write what this turn held, as one buffer (before anything else is written to the socket)."""
+        held, self._held = self._held, None
+        if held is None:
+            return
+        protocol = self._protocol
+        if protocol.close_sent or protocol.disconnected or protocol.transport.is_closing():
+            return
+        protocol.transport.write(held[0] if len(held) == 1 else b"".join(held))
+
+
+class FrameReader:
+    """Client frames handed to the application as they are parsed, synchronously, instead of through the
+    ASGI receive queue (a queue put, a pause and resume of reading, a task wake-up and Starlette's receive
+    per frame). The application sets ``on_text``/``on_bytes``; until it does, frames take the ASGI path.
+    It bounds its own work: ``pause()`` stops reading from the socket until ``resume()``."""
+
+    __slots__ = ("_paused", "_protocol", "on_bytes", "on_text")
+
+    def __init__(self, protocol: HeraldWebSocketProtocol) -> None:
+        self._protocol = protocol
+        self._paused = False
+        self.on_text: Callable[[str], None] | None = None
+        self.on_bytes: Callable[[bytes], None] | None = None
+
+    def pause(self) -> None:
+        if not self._paused:
+            self._paused = True
+            self._protocol.transport.pause_reading()
+
+    def resume(self) -> None:
+        if self._paused:
+            self._paused = False
+            protocol = self._protocol
+            if not protocol.lingering and not protocol.transport.is_closing():
+                protocol.transport.resume_reading()
+
+    def detach(self) -> None:
+        """The application is closing the socket: frames go back to the ASGI path, reading resumes."""
+        self.on_text = self.on_bytes = None
+        self.resume()
+
+
+def frame_reader(websocket: Any) -> FrameReader | None:
+    """The socket's ``FrameReader`` when Herald's protocol serves it (else frames come through ASGI)."""
+    extension = websocket.scope.get("extensions", {}).get(EXTENSION)
+    return extension.get("reader") if extension is not None else None
 
 
 class HeraldWebSocketProtocol(WebSocketsSansIOProtocol):
     frame_writer: FrameWriter | None = None
+    frame_reader: FrameReader | None = None
     #: pongs answered while the transport is paused before the peer is closed 1013 (``HERALD_SEND_QUEUE``)
     send_bound: int = 1000
     #: seconds a closed slow peer keeps its TCP connection to read what is buffered (``HERALD_SLOW_CLOSE_S``)
@@ -143,9 +202,44 @@ class HeraldWebSocketProtocol(WebSocketsSansIOProtocol):
             and not self.response.headers.get_all("Sec-WebSocket-Extensions")
         ):
             self.frame_writer = FrameWriter(self)
-            self.scope["extensions"][EXTENSION] = {"writer": self.frame_writer}
+            self.frame_reader = FrameReader(self)
+            self.scope["extensions"][EXTENSION] = {"writer": self.frame_writer, "reader": self.frame_reader}
+
+    def _flush_held(self) -> None:
+        writer = self.frame_writer
+        if writer is not None:
+            writer.flush()
+
+    async def send(self, message: Any) -> None:
+        self._flush_held()  # frames held this turn go before what the application sends itself
+        if message["type"] == "websocket.close" and self.frame_reader is not None:
+            self.frame_reader.detach()
+        await super().send(message)
+
+    def send_receive_event_to_app(self) -> None:
+        reader = self.frame_reader
+        text = self.curr_msg_data_type == "text"
+        if reader is None or self.close_sent or (reader.on_text if text else reader.on_bytes) is None:
+            super().send_receive_event_to_app()
+            return
+        data = self.frames[0] if len(self.frames) == 1 else b"".join(self.frames)
+        self.frames = []
+        try:
+            if text:
+                assert reader.on_text is not None
+                reader.on_text(data.decode())  # (websockets checked the UTF-8)
+            else:
+                assert reader.on_bytes is not None
+                reader.on_bytes(data)
+        except Exception:  # the application's bug costs this frame, never the protocol's state
+            self.logger.exception("a client frame's handler failed")
+
+    def handle_close(self, event: Frame) -> None:
+        self._flush_held()
+        super().handle_close(event)
 
     def shutdown(self) -> None:
+        self._flush_held()
         # uvicorn closes every open socket 1012 with an empty reason when the server stops; a client's
         # log should say why and what to do, as every other close Herald sends does.
         if self.handshake_complete and not self.close_sent:
@@ -188,6 +282,7 @@ class HeraldWebSocketProtocol(WebSocketsSansIOProtocol):
         left (the peer reads again), then our side is shut (FIN after the close frame) and whatever arrives
         is read and dropped until the peer closes.
         """
+        self._flush_held()
         self.conn.send_close(code, reason)
         self.transport.write(b"".join(self.conn.data_to_send()))
         self.close_sent = self.lingering = True

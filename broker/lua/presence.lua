@@ -6,6 +6,9 @@
 -- ARGV[1]  op: "enter" | "exit" | "list" | "refresh"
 -- ARGV[2]  now (ms)
 -- enter/exit: ARGV[3] member, ARGV[4] user, ARGV[5] expiry (ms, enter only)
+--             then optionally (enter: ARGV[6..8], exit: ARGV[5..7]) a pub/sub channel of the same hash tag,
+--             its command (PUBLISH, SPUBLISH on a cluster) and a payload, published when the flag is 1
+--             (the join / leave frame: one round trip for the presence change and its announcement)
 -- refresh:    ARGV[3] expiry (ms), ARGV[4..] members (re-added when missing: Redis may have lost them)
 --
 -- Returns { flag, users... }:
@@ -66,6 +69,13 @@ else
   end
   result = users
 end
+
+local function announce(at)
+  if result[1] == 1 and ARGV[at] and ARGV[at] ~= '' then
+    redis.call(ARGV[at + 1], ARGV[at], ARGV[at + 2])
+  end
+end
+if op == 'enter' then announce(6) elseif op == 'exit' then announce(5) end
 
 if #departed > 0 then
   table.insert(result, '')

@@ -102,3 +102,34 @@ def test_direct_frames_arrive_after_the_welcome_and_replay_in_order(herald: Hera
     assert received[0]["type"] == "welcome"
     texts = [f["text"] for f in received if f["type"] == "message"]
     assert texts == [f"old {n}" for n in range(5)] + [f"new {n}" for n in range(5)]
+
+
+def test_replies_to_frames_sent_together_come_in_the_order_of_the_frames(herald: Herald) -> None:
+    """Frames go straight to the chat machine (no ASGI receive per frame) and several publishes can be in
+    flight at once, but a ``pong`` never overtakes the ``ack`` of a message sent before its ``ping``, and
+    the messages are stored in the order they were sent."""
+    client = RawClient(herald.port, "/ws/chat/replies?user=ada")
+    sent = b""
+    for n in range(20):
+        sent += masked_frame(0x1, json.dumps({"type": "message", "text": f"m{n}", "key": f"k{n}"}).encode())
+        sent += masked_frame(0x1, b'{"type":"ping"}')
+    sent += masked_frame(0x1, b"not json")
+    try:
+        frames = client.frames()
+        assert json.loads(next(frames).data)["type"] == "welcome"
+        client.sock.sendall(sent)  # one write: the server reads them in one go
+        replies: list[dict[str, object]] = []
+        for frame in frames:
+            reply = json.loads(frame.data)
+            if reply["type"] in ("ack", "pong", "error"):
+                replies.append(reply)
+            if reply["type"] == "error":
+                break
+    finally:
+        client.close()
+    kinds = [(r["type"], r.get("key")) for r in replies]
+    assert kinds == [kind for n in range(20) for kind in (("ack", f"k{n}"), ("pong", None))] + [("error", None)]
+    import httpx
+
+    history = httpx.get(f"{herald.http}/api/chat/replies/messages").json()
+    assert [m["text"] for m in history] == [f"m{n}" for n in range(20)]

@@ -70,12 +70,17 @@ class MemoryTransport:
     def __init__(self, peer: Peer) -> None:
         self.peer = peer
         self.aborted = False
+        self.writes = 0
 
     def write(self, frame: bytes) -> None:
+        self.writes += 1
         self.peer.texts.extend(parse_frames(frame))
 
     def abort(self) -> None:
         self.aborted = True
+
+    def is_closing(self) -> bool:
+        return self.aborted
 
 
 class MemoryProtocol:
@@ -265,6 +270,7 @@ async def test_prepared_frames_wait_while_the_transport_is_paused_and_drain_in_o
     assert socket.peer.texts == []
     socket.protocol.resume_writing()
     socket.conn.push("c")
+    await asyncio.sleep(0)  # frames go out at the end of the loop turn (api.ws.coalesce)
     assert socket.peer.texts == ["a", "b", "c"]
     socket.protocol.pause_writing()
     for text in "xyz":
@@ -280,3 +286,18 @@ async def test_a_prepared_frame_writer_writes_nothing_once_the_server_is_closing
     socket.protocol.close_sent = True
     socket.conn.push("late")
     assert socket.peer.texts == []
+
+
+async def test_events_handed_over_in_one_loop_turn_leave_in_one_write_per_socket_in_order() -> None:
+    sockets = [await open_socket("prepared", queue_size=10) for _ in range(3)]
+    events = [Event.stored("chat:r", f"1-{i}", f'{{"text":"{i}"}}') for i in range(4)]
+    for socket in sockets:
+        socket.conn.start_writer()
+    for event in events:  # one batched pub/sub read: several events in one turn
+        for socket in sockets:
+            socket.conn.push_event(event, lambda e: e.data)
+    await asyncio.sleep(0)
+    for socket in sockets:
+        assert socket.protocol is not None
+        assert socket.peer.texts == [e.data for e in events]
+        assert socket.protocol.transport.writes == 1

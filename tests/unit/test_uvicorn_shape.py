@@ -19,7 +19,7 @@ from uvicorn.server import ServerState
 from websockets.protocol import Protocol
 from websockets.server import ServerProtocol
 
-from api.ws.fastpath import EXTENSION, FrameWriter, HeraldWebSocketProtocol, text_frame
+from api.ws.fastpath import EXTENSION, FrameReader, FrameWriter, HeraldWebSocketProtocol, text_frame
 
 HANDSHAKE = (
     b"GET /ws/chat/lobby HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
@@ -62,6 +62,10 @@ def test_the_methods_herald_overrides_or_calls_keep_their_signatures() -> None:
         "handle_parser_exception": ["self"],
         "resume_writing": ["self"],
         "pause_writing": ["self"],
+        "send_receive_event_to_app": ["self"],
+        "send": ["self", "message"],
+        "handle_close": ["self", "event"],
+        "shutdown": ["self"],
     }
     for name, parameters in expected.items():
         method = getattr(WebSocketsSansIOProtocol, name, None)
@@ -97,7 +101,10 @@ async def test_the_real_protocol_hands_the_app_a_frame_writer_that_writes_and_pa
     assert isinstance(writer, FrameWriter) and protocol.frame_writer is writer
     before = len(transport.written)
     assert writer.write(text_frame(b"hello"))
-    assert bytes(transport.written[before:]) == text_frame(b"hello")
+    assert writer.write(text_frame(b"again"))
+    await asyncio.sleep(0)  # held until the end of the loop turn, then written together (api.ws.coalesce)
+    assert bytes(transport.written[before:]) == text_frame(b"hello") + text_frame(b"again")
+    assert isinstance(scopes[0]["extensions"][EXTENSION]["reader"], FrameReader)
 
     resumed: list[bool] = []
     writer.on_resume = lambda: resumed.append(True)

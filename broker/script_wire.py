@@ -1,0 +1,81 @@
+"""The publisher's own connection: a batch of commands written as one buffer, their replies read in bulk.
+
+A redis-py pipeline costs, per batch, a pool checkout and release, a command stack, a response callback
+per command and a ``read_response()`` (with its timeout scope) per reply: the biggest item of a publish in
+the W4 profile (README, "Benchmarks"). Here one connection taken from the client's pool (so it shares the
+pool's settings, Sentinel's master look-up and its close) is kept for the publisher: ``call()`` packs the
+commands with redis-py's own encoder, writes them at once and takes the replies out of the hiredis reader
+(``broker.replies``) as they come. Exactly the same commands reach Redis: one EVALSHA per publish.
+
+Errors: a reply error is returned as a value (like ``execute(raise_on_error=False)``); a connection that
+fails, or does not answer within ``timeout_s``, is dropped (the next call takes a fresh one) and the error
+raised for the caller to classify. A connection whose server closed it while idle (Redis restarted) is
+noticed before anything is written to it. Connections that cannot be read in bulk (the embedded
+``memory://`` server) go through a pipeline as before.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+import redis.asyncio as redis
+from redis.asyncio.connection import AbstractConnection
+
+from broker.replies import BatchReader
+
+
+class ScriptWire:
+    def __init__(self, client: redis.Redis, timeout_s: float = 5.0) -> None:
+        self._client = client
+        self._timeout_s = timeout_s
+        self._conn: AbstractConnection | None = None
+        self._reader: BatchReader | None = None
+        self._bulk: bool | None = None  # unknown until the first connection is seen
+
+    async def call(self, commands: Sequence[Sequence[Any]]) -> list[Any]:
+        """Every command's reply, in order; error replies as values."""
+        if self._bulk is False:
+            return await self._pipeline(commands)
+        conn, reader = await self._connection()
+        if reader is None:
+            return await self._pipeline(commands)
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                await conn.send_packed_command(conn.pack_commands(commands), check_health=False)
+                replies: list[Any] = []
+                while len(replies) < len(commands):
+                    replies += await reader.read()
+        except BaseException:
+            await self._drop()  # a reply may still be on its way: this connection's order is lost
+            raise
+        return replies
+
+    async def _connection(self) -> tuple[AbstractConnection, BatchReader | None]:
+        conn, reader = self._conn, self._reader
+        if conn is not None and reader is not None and not reader.stale():
+            return conn, reader
+        if conn is not None:
+            await self._drop()
+        pool = self._client.connection_pool
+        conn = await pool.get_connection()  # type: ignore[no-untyped-call]
+        reader = BatchReader(conn)
+        self._bulk = reader.batched
+        if not reader.batched:
+            await pool.release(conn)
+            return conn, None
+        self._conn, self._reader = conn, reader
+        return conn, reader
+
+    async def _drop(self) -> None:
+        conn, self._conn, self._reader = self._conn, None, None
+        if conn is not None:
+            await conn.disconnect()
+            await self._client.connection_pool.release(conn)
+
+    async def _pipeline(self, commands: Sequence[Sequence[Any]]) -> list[Any]:
+        pipe = self._client.pipeline(transaction=False)
+        for command in commands:
+            pipe.execute_command(*command)
+        return list(await pipe.execute(raise_on_error=False))
