@@ -95,7 +95,7 @@ def _version() -> str:
         return "unknown"
 
 
-def _listen(host: str, port: int) -> socket.socket:
+def listen(host: str, port: int) -> socket.socket:
     """Bind before anything starts, so a taken port is one line and status 2, not a half-started replica."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
@@ -114,12 +114,23 @@ class CommandError(Exception):
 
 
 def serve(settings: Settings) -> int:
-    from api.app import create_app
-
-    listener = _listen(settings.host, settings.port)
+    listener = listen(settings.host, settings.port)
     configure(settings.log_level, settings.log_format)
     # Herald warns about a short HERALD_JWT_SECRET itself, once, at start-up
     warnings.filterwarnings("ignore", category=InsecureKeyLengthWarning)
+    server = replica(settings)
+    # uvicorn re-raises the signal that stopped it once it has shut down gracefully; with this
+    # handler in place that ends the process with status 0 instead of death by signal.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, _stopped)
+    server.run(sockets=[listener])
+    return 0
+
+
+def replica(settings: Settings) -> uvicorn.Server:
+    """The server ``herald serve`` runs (on a socket from ``listen``); tests run it in-process too."""
+    from api.app import create_app
+
     app = create_app(settings)
     config = uvicorn.Config(
         # X-Forwarded-* believed from HERALD_TRUSTED_PROXIES only (not uvicorn's proxy_headers: see api.proxy)
@@ -140,12 +151,7 @@ def serve(settings: Settings) -> int:
         access_log=False,
         proxy_headers=False,
     )
-    # uvicorn re-raises the signal that stopped it once it has shut down gracefully; with this
-    # handler in place that ends the process with status 0 instead of death by signal.
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, _stopped)
-    _Server(config, settings.shutdown_grace_s, lambda: _drain_streams(app)).run(sockets=[listener])
-    return 0
+    return _Server(config, settings.shutdown_grace_s, lambda: _drain_streams(app))
 
 
 def _drain_streams(app: Any) -> None:

@@ -1,4 +1,4 @@
-"""Herald's own uvicorn protocol (api.ws.fastpath) against a real `herald serve`."""
+"""Herald's uvicorn protocol (api.ws.fastpath) as `herald serve` runs it, in-process (tests/helpers/inprocess.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 import os
 import socket
 import struct
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 from websockets.frames import Frame, Opcode
@@ -15,7 +15,7 @@ from websockets.streams import StreamReader
 
 from api.errors import CloseCode
 from tests.helpers.chat import masked_frame
-from tests.helpers.servers import Herald
+from tests.helpers.inprocess import InProcessReplica
 
 MAX_BYTES = 1024
 
@@ -59,11 +59,12 @@ class RawClient:
 
 
 @pytest.fixture
-def herald(herald_factory: Callable[..., Herald]) -> Herald:
-    return herald_factory("memory://", HERALD_MAX_MESSAGE_BYTES=str(MAX_BYTES))
+def herald() -> Iterator[InProcessReplica]:
+    with InProcessReplica(max_message_bytes=MAX_BYTES) as replica:
+        yield replica
 
 
-def test_a_message_sent_together_with_an_oversize_frame_is_still_published(herald: Herald) -> None:
+def test_a_message_sent_together_with_an_oversize_frame_is_still_published(herald: InProcessReplica) -> None:
     client = RawClient(herald.port, "/ws/chat/lobby?user=ada")
     try:
         welcome = next(client.frames())
@@ -82,7 +83,7 @@ def test_a_message_sent_together_with_an_oversize_frame_is_still_published(heral
     assert [m["text"] for m in history] == ["before the big one"]
 
 
-def test_direct_frames_arrive_after_the_welcome_and_replay_in_order(herald: Herald) -> None:
+def test_direct_frames_arrive_after_the_welcome_and_replay_in_order(herald: InProcessReplica) -> None:
     import httpx
 
     for n in range(5):
