@@ -30,6 +30,7 @@ from typing import Any
 import redis.asyncio as redis
 from redis.exceptions import RedisError
 
+from broker.connect import text
 from broker.errors import Unavailable
 
 log = logging.getLogger(__name__)
@@ -49,10 +50,6 @@ def backoff_delay(attempt: int, base: float = BACKOFF_BASE_S, cap: float = BACKO
 
 class LinkLost(Exception):
     """The link stopped delivering (a probe did not come back)."""
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 class PubSubLink:
@@ -271,11 +268,11 @@ class PubSubLink:
             message = await pubsub.get_message(timeout=1.0)
             if message is None:
                 continue
-            kind = _text(message["type"])
-            name = _text(message["channel"])
+            kind = text(message["type"])
+            name = text(message["channel"])
             if kind == "message":
                 if name == control:
-                    if _text(message["data"]) == self._probe:
+                    if text(message["data"]) == self._probe:
                         self._probe_seen.set()
                 else:
                     on_message(name, message["data"])

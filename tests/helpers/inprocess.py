@@ -1,4 +1,4 @@
-"""``herald serve`` without the process: the server it runs (``api.cli.replica``: Herald's uvicorn protocols,
+"""``herald serve`` without the process: the server it runs (``api.serving.replica``: Herald's uvicorn protocols,
 the prepared-frame writer, the handshake timeout, the head limit, the shutdown drain) in a thread of the test
 process, on its own event loop (uvloop, as served).
 
@@ -18,7 +18,8 @@ from typing import Any
 
 import uvicorn
 
-from api.cli import listen, replica
+from api.cli import listen
+from api.serving import replica
 from api.settings import Settings
 
 START_TIMEOUT_S = 15.0
