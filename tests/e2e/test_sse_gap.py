@@ -4,8 +4,6 @@ Everything else an SSE client sees: tests/integration/test_sse_chat.py."""
 
 from __future__ import annotations
 
-import os
-import signal
 import uuid
 from collections.abc import Callable
 
@@ -32,13 +30,9 @@ async def test_a_stream_whose_replica_missed_more_than_the_history_ends_like_401
         await opened(reader)
         await post_many(b, room, ["before"])
         before = await reader.until("message")
-        assert a.process is not None
-        os.kill(a.process.pid, signal.SIGSTOP)  # a stalled replica: its loop reads nothing
-        try:
+        with a.stalled():
             padding = "x" * 40_000
             await post_many(b, room, [f"m{n} {padding}" for n in range(400)])
-        finally:
-            os.kill(a.process.pid, signal.SIGCONT)
         events = await reader.rest(within=WAIT_S * 2)
     assert len([event for event in events if event.event == "message"]) < 400
     assert events[-1].event == "close"

@@ -21,12 +21,13 @@ import uvicorn
 from api.cli import listen
 from api.serving import replica
 from api.settings import Settings
+from tests.helpers.services import Served
 
 START_TIMEOUT_S = 15.0
 STOP_TIMEOUT_S = 15.0
 
 
-class InProcessReplica:
+class InProcessReplica(Served):
     def __init__(self, **settings: Any) -> None:
         values: dict[str, Any] = {"redis_url": "memory://", "replica_id": "in-process", **settings}
         self._listener: socket.socket = listen("127.0.0.1", 0)
@@ -34,14 +35,6 @@ class InProcessReplica:
         self.settings = Settings(**values, host="127.0.0.1", port=self.port)
         self.server: uvicorn.Server = replica(self.settings)
         self._thread: threading.Thread | None = None
-
-    @property
-    def http(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def ws(self) -> str:
-        return f"ws://127.0.0.1:{self.port}"
 
     def start(self) -> InProcessReplica:
         self._thread = threading.Thread(

@@ -10,10 +10,12 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import httpx
 import orjson
+
+from tests.helpers.services import Served
 
 WAIT_S = 15.0
 
@@ -90,13 +92,6 @@ class SseReader:
             while (event := await self._next()) is not None:
                 events.append(event)
         return events
-
-
-class Served(Protocol):
-    """A replica, in a process (``servers.Herald``) or in-process (``inprocess.InProcessReplica``)."""
-
-    @property
-    def http(self) -> str: ...
 
 
 async def post_many(herald: Served, room: str, texts: list[str]) -> list[str]:
