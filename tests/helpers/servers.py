@@ -90,13 +90,19 @@ class RedisServer:
         )
         deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline:
+            if self.process.poll() is not None:  # it will not start: say why (a port taken, say) at once
+                raise RuntimeError(f"redis-server on port {self.port} exited: {self._log_tail()}")
             try:
                 with self.client() as client:
                     if client.ping():
                         return self
             except redis.RedisError:
                 time.sleep(0.05)
-        raise RuntimeError(f"redis-server did not start on port {self.port}")
+        raise RuntimeError(f"redis-server did not start on port {self.port}: {self._log_tail()}")
+
+    def _log_tail(self) -> str:
+        log = self.workdir / "redis.log"
+        return log.read_text(errors="replace")[-500:] if log.exists() else "(no log)"
 
     def kill(self) -> None:
         """Like a crash: SIGKILL, nothing saved."""
