@@ -3,6 +3,8 @@
 The encoders here are ``Event.memo`` keys: each runs once per event per replica and every local
 subscriber gets the same text. ``send_backlog`` is the welcome-then-replay step both transports
 share: subscribe (buffering) -> welcome -> replay page by page with backpressure -> live.
+``replay_frame`` and ``live_sink`` say once who sees what: never one's own join/leave, and a gap ends
+the subscriber with 4010 so that it resumes with ``since``.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import orjson
 
 from api.errors import CloseCode
 from api.models import with_offset
-from broker import Event, Subscription
+from broker import Event, Sink, Subscription
 
 GAP_REASON = "insufficient state: resume with since"
 
@@ -59,6 +61,34 @@ def frame_type(event: Event) -> str:
         return "message"
     membership: tuple[str, str | None] = event.memo(_membership)
     return membership[0]
+
+
+def replay_frame(user: str, encoder: Callable[[Event], str]) -> Callable[[Event], str | None]:
+    """``send_backlog``'s ``frame`` for ``user``: ``encoder``'s text (memoised), None for their own join/leave."""
+
+    def frame(event: Event) -> str | None:
+        if event.offset is None and event.memo(frame_user) == user:
+            return None
+        text: str = event.memo(encoder)
+        return text
+
+    return frame
+
+
+def live_sink(user: str, deliver: Sink, end: Callable[[CloseCode, str], None]) -> Sink:
+    """The live sink for ``user`` (called for every event and every local subscriber: no await, no encoding
+    of its own): a gap ``end``s the subscriber 4010, their own join/leave is dropped, the rest ``deliver``ed."""
+
+    def sink(event: Event) -> None:
+        if event.offset is None:
+            if event.gap:
+                end(CloseCode.INSUFFICIENT_STATE, GAP_REASON)
+                return
+            if event.memo(frame_user) == user:
+                return
+        deliver(event)
+
+    return sink
 
 
 def welcome(subscription: Subscription, room: str, user: str, since: str | None, replica: str) -> dict[str, object]:

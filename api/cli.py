@@ -5,26 +5,21 @@ from __future__ import annotations
 import argparse
 import errno
 import logging
-import os
 import signal
 import socket
 import sys
-import threading
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from importlib import metadata
 from types import FrameType
-from typing import Any
 
-import uvicorn
 from jwt.warnings import InsecureKeyLengthWarning
 from pydantic import ValidationError
 
 from api.auth import Auth
 from api.logs import configure
 from api.models import is_room
-from api.proxy import TrustedProxies
-from api.serving import protocols
+from api.serving import replica
 from api.settings import Settings
 from api.workers import check_port, supervise
 
@@ -99,7 +94,7 @@ def _version() -> str:
         return "unknown"
 
 
-def _listen(host: str, port: int, *, shared: bool = False) -> socket.socket:
+def listen(host: str, port: int, *, shared: bool = False) -> socket.socket:
     """Bind before anything starts, so a taken port is one line and status 2, not a half-started replica.
     ``shared``: one of ``--workers`` (``SO_REUSEPORT``: the kernel spreads connections over them)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -135,79 +130,21 @@ def serve(settings: Settings) -> int:
 
 
 def _serve_one(settings: Settings, *, shared: bool = False) -> int:
-    from api.app import create_app
-
-    listener = _listen(settings.host, settings.port, shared=shared)
+    listener = listen(settings.host, settings.port, shared=shared)
     configure(settings.log_level, settings.log_format)
     # Herald warns about a short HERALD_JWT_SECRET itself, once, at start-up
     warnings.filterwarnings("ignore", category=InsecureKeyLengthWarning)
-    app = create_app(settings)
-    config = uvicorn.Config(
-        # X-Forwarded-* believed from HERALD_TRUSTED_PROXIES only (not uvicorn's proxy_headers: see api.proxy)
-        TrustedProxies(app, settings.trusted_proxies),
-        host=settings.host,
-        port=settings.port,
-        loop="uvloop",
-        # httptools and websockets-sansio (which enforces ws_max_size with 1009; wsproto does not), as
-        # subclasses: handshake timeout, head limit, bounded pongs, Herald's prepared-frame writer.
-        # Per-message deflate would make every recipient's frame different bytes (and cost a compressor
-        # per socket), so it is off.
-        **protocols(settings),
-        ws_max_size=settings.max_message_bytes,
-        ws_per_message_deflate=False,
-        # Part of the grace period for sockets and handlers; the rest is for the lifespan shutdown.
-        timeout_graceful_shutdown=max(1, int(settings.shutdown_grace_s * 0.6)),
-        log_config=None,
-        access_log=False,
-        proxy_headers=False,
-    )
+    server = replica(settings)
     # uvicorn re-raises the signal that stopped it once it has shut down gracefully; with this
     # handler in place that ends the process with status 0 instead of death by signal.
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, _stopped)
-    _Server(config, settings.shutdown_grace_s, lambda: _drain_streams(app)).run(sockets=[listener])
+    server.run(sockets=[listener])
     return 0
-
-
-def _drain_streams(app: Any) -> None:
-    """SSE streams are HTTP responses: uvicorn would wait for them until its graceful timeout and then
-    cut them. End them as shutdown begins, as sockets get 1012, so their clients resume elsewhere at once."""
-    state = getattr(app.state, "herald", None)
-    if state is not None:
-        state.sse.drain()
 
 
 def _stopped(sig: int, frame: FrameType | None) -> None:
     """The graceful shutdown is already done: exit normally."""
-
-
-class _Server(uvicorn.Server):
-    """uvicorn's server with a hard deadline: told to stop, it exits within the grace period even
-    if a handler or the lifespan shutdown hangs (e.g. on a Redis that stopped answering)."""
-
-    def __init__(self, config: uvicorn.Config, grace_s: float, on_shutdown: Callable[[], None]) -> None:
-        super().__init__(config)
-        self._grace_s = grace_s
-        self._on_shutdown = on_shutdown
-        self._watchdog: threading.Timer | None = None
-
-    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
-        self._on_shutdown()
-        await super().shutdown(sockets)
-
-    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        if self._watchdog is None:
-            # A little early, so that "within the grace period" holds despite scheduling delays.
-            self._watchdog = threading.Timer(self._grace_s * 0.9, _force_exit, args=(self._grace_s,))
-            self._watchdog.daemon = True
-            self._watchdog.start()
-        super().handle_exit(sig, frame)
-
-
-def _force_exit(grace_s: float) -> None:
-    log.error("shutdown would outlast HERALD_SHUTDOWN_GRACE_S=%s; exiting now", grace_s)
-    sys.stderr.flush()
-    os._exit(0)
 
 
 def token(user: str, ttl: float | None, channels: str | None) -> int:

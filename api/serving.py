@@ -1,4 +1,5 @@
-"""How ``herald serve`` meets the network: uvicorn's protocol classes, configured from the settings.
+"""How ``herald serve`` meets the network: ``replica(settings)``, the uvicorn server it runs (tests run it
+in-process too), with Herald's protocol classes configured from the settings.
 
 - ``HeraldHttpProtocol`` (uvicorn's httptools protocol) closes a connection that has not sent a complete
   request, head and body, within ``HERALD_HANDSHAKE_TIMEOUT_S`` (nothing sent, a partial head, a partial
@@ -11,12 +12,23 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
+import socket
+import sys
+import threading
+from collections.abc import Callable
+from types import FrameType
 from typing import Any
 
+import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from api.proxy import TrustedProxies
 from api.settings import Settings
 from api.ws.fastpath import HeraldWebSocketProtocol
+
+log = logging.getLogger("herald")
 
 #: largest request line plus headers accepted over HTTP (bytes); larger is 431 and a closed connection.
 #: (WebSocket handshakes are held to websockets' own 8 KiB per line and 128 headers, also answered 431.)
@@ -131,3 +143,67 @@ def protocols(settings: Settings) -> dict[str, Any]:
         },
     )
     return {"http": http, "ws": ws}
+
+
+def replica(settings: Settings) -> uvicorn.Server:
+    """The server ``herald serve`` runs (on a socket from ``listen``); tests run it in-process too."""
+    from api.app import create_app
+
+    app = create_app(settings)
+    config = uvicorn.Config(
+        # X-Forwarded-* believed from HERALD_TRUSTED_PROXIES only (not uvicorn's proxy_headers: see api.proxy)
+        TrustedProxies(app, settings.trusted_proxies),
+        host=settings.host,
+        port=settings.port,
+        loop="uvloop",
+        # httptools and websockets-sansio (which enforces ws_max_size with 1009; wsproto does not), as
+        # subclasses: handshake timeout, head limit, bounded pongs, Herald's prepared-frame writer.
+        # Per-message deflate would make every recipient's frame different bytes (and cost a compressor
+        # per socket), so it is off.
+        **protocols(settings),
+        ws_max_size=settings.max_message_bytes,
+        ws_per_message_deflate=False,
+        # Part of the grace period for sockets and handlers; the rest is for the lifespan shutdown.
+        timeout_graceful_shutdown=max(1, int(settings.shutdown_grace_s * 0.6)),
+        log_config=None,
+        access_log=False,
+        proxy_headers=False,
+    )
+    return _Server(config, settings.shutdown_grace_s, lambda: _drain_streams(app))
+
+
+def _drain_streams(app: Any) -> None:
+    """SSE streams are HTTP responses: uvicorn would wait for them until its graceful timeout and then
+    cut them. End them as shutdown begins, as sockets get 1012, so their clients resume elsewhere at once."""
+    state = getattr(app.state, "herald", None)
+    if state is not None:
+        state.sse.drain()
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server with a hard deadline: told to stop, it exits within the grace period even
+    if a handler or the lifespan shutdown hangs (e.g. on a Redis that stopped answering)."""
+
+    def __init__(self, config: uvicorn.Config, grace_s: float, on_shutdown: Callable[[], None]) -> None:
+        super().__init__(config)
+        self._grace_s = grace_s
+        self._on_shutdown = on_shutdown
+        self._watchdog: threading.Timer | None = None
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        self._on_shutdown()
+        await super().shutdown(sockets)
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if self._watchdog is None:
+            # A little early, so that "within the grace period" holds despite scheduling delays.
+            self._watchdog = threading.Timer(self._grace_s * 0.9, _force_exit, args=(self._grace_s,))
+            self._watchdog.daemon = True
+            self._watchdog.start()
+        super().handle_exit(sig, frame)
+
+
+def _force_exit(grace_s: float) -> None:
+    log.error("shutdown would outlast HERALD_SHUTDOWN_GRACE_S=%s; exiting now", grace_s)
+    sys.stderr.flush()
+    os._exit(0)

@@ -55,9 +55,11 @@ def _bindable(port: int) -> bool:
 
 
 def free_cluster_port() -> int:
-    """A port whose cluster bus port (+10000) is free too; below the kernel's ephemeral range."""
+    """A port whose cluster bus port (+10000) is free too, both below the kernel's ephemeral range (Linux's
+    default starts at 32768): a port taken by an outgoing connection between this check and the node's start
+    made redis-server exit (a bus port of 30000-39999 could be, on a machine busy with connections)."""
     for _ in range(200):
-        port = random.randint(20000, 29999)
+        port = random.randint(10000, 22000)
         if _bindable(port) and _bindable(port + 10000):
             return port
     raise RuntimeError("no free port pair for a cluster node")

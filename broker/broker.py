@@ -14,7 +14,7 @@ from typing import Any
 
 from broker import history
 from broker.catchup import CatchUp, Read, replay_pages
-from broker.connect import create_redis, is_memory, redact
+from broker.connect import create_redis, is_memory, redact, text
 from broker.errors import REDIS_FAILURES, Duplicate, Unavailable
 from broker.facade import BrokerOptions, BrokerStats, NodeLinks, Published, StoredBook
 from broker.history import HistoryPage, PageQuery
@@ -151,7 +151,7 @@ class RedisBroker:
         if not reply:
             return None
         offset, repeated = reply
-        return Published(_text(offset), bool(repeated))
+        return Published(text(offset), bool(repeated))
 
     # -- subscribing and history -------------------------------------------------------
 
@@ -211,15 +211,11 @@ class RedisBroker:
             isbns = await self.client.lrange(book_index_key(prefix), 0, max(limit, 0) - 1)
             pipe = self.client.pipeline(transaction=False)
             for isbn in isbns:
-                pipe.hgetall(book_key(prefix, _text(isbn)))
+                pipe.hgetall(book_key(prefix, text(isbn)))
             rows = await pipe.execute() if isbns else []
         except REDIS_FAILURES as exc:
             raise Unavailable(UNAVAILABLE) from exc
         return [book for book in map(_stored_book, rows) if book is not None]
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _stored_book(fields: dict[Any, Any]) -> StoredBook | None:

@@ -25,6 +25,11 @@ def redact(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
+def text(reply: Any) -> str:
+    """One item of a Redis reply as ``str``: the clients made here do not decode replies, so it is ``bytes``."""
+    return reply.decode() if isinstance(reply, bytes) else str(reply)
+
+
 def create_redis(url: str, pool_size: int = 64, pool_timeout_s: float = 5.0) -> redis.Redis:
     """A client that never retries on its own, over a pool that waits for a free connection.
 

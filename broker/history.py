@@ -8,6 +8,7 @@ from typing import Any
 import redis.asyncio as redis
 from redis.asyncio.cluster import RedisCluster
 
+from broker.connect import text
 from broker.keys import ChannelKeys
 from broker.types import LAST_POSITION, Event, Offset, ParsedOffset, parse_offset
 
@@ -50,12 +51,8 @@ class HistoryPage:
         return parse_offset(self.newest) if self.newest is not None else None
 
 
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 def to_events(channel: str, entries: list[Any]) -> list[Event]:
-    return [Event.stored(channel, _text(entry_id), _text(fields[b"d"])) for entry_id, fields in entries]
+    return [Event.stored(channel, text(entry_id), text(fields[b"d"])) for entry_id, fields in entries]
 
 
 def normalise(since: Offset) -> str:
@@ -89,7 +86,7 @@ class PageQuery:
     def parse(self, replies: list[Any]) -> HistoryPage:
         channel = self.keys.channel
         newest = replies[-1]
-        newest_id = _text(newest[0][0]) if newest else None
+        newest_id = text(newest[0][0]) if newest else None
         if self.after is None:
             return HistoryPage(channel, events=[], newest=newest_id, trimmed=None)
         entries = replies[0] if len(replies) == 3 else []
@@ -98,8 +95,8 @@ class PageQuery:
             channel=channel,
             events=to_events(channel, entries),
             newest=newest_id,
-            trimmed=parse_offset(_text(trimmed)) if trimmed is not None else None,
-            origin=parse_offset(_text(origin)) if origin is not None else None,
+            trimmed=parse_offset(text(trimmed)) if trimmed is not None else None,
+            origin=parse_offset(text(origin)) if origin is not None else None,
         )
 
 

@@ -20,6 +20,7 @@ from typing import Any
 import redis.asyncio as redis
 from redis.asyncio.cluster import RedisCluster
 
+from broker.connect import text
 from broker.errors import REDIS_FAILURES, Unavailable
 from broker.facade import OnDeparted, PresenceChange
 from broker.keys import ChannelKeys
@@ -39,10 +40,6 @@ def _registered(client: redis.Redis | RedisCluster) -> ScriptCall:
         return await script(keys=keys, args=args)
 
     return run
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 class Presence:
@@ -82,7 +79,7 @@ class Presence:
             reply = await self._run([keys.presence, keys.presence + ":lex"], [args[0], now_ms, *args[1:]])
         except REDIS_FAILURES as exc:
             raise Unavailable("redis is unavailable") from exc
-        return [_text(item) for item in reply]
+        return [text(item) for item in reply]
 
     def _expiry_ms(self) -> int:
         return int((self._clock() + self.ttl_s) * 1000)

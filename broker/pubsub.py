@@ -30,6 +30,7 @@ from typing import Any
 import redis.asyncio as redis
 from redis.exceptions import RedisError
 
+from broker.connect import text
 from broker.errors import Unavailable
 from broker.replies import BatchReader
 
@@ -50,10 +51,6 @@ def backoff_delay(attempt: int, base: float = BACKOFF_BASE_S, cap: float = BACKO
 
 class LinkLost(Exception):
     """The link stopped delivering (a probe did not come back)."""
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 class PubSubLink:
@@ -286,14 +283,14 @@ class PubSubLink:
                         self._dispatch(message["type"], message["channel"], message["data"])
 
     def _dispatch(self, kind: Any, channel: Any, data: Any) -> None:
-        name = _text(channel)
+        name = text(channel)
         if kind == b"message" or kind == "message":
             if name == self._control:
-                if _text(data) == self._probe:
+                if text(data) == self._probe:
                     self._probe_seen.set()
             else:
                 self._on_message(name, data)
-        elif _text(kind) == "subscribe":
+        elif text(kind) == "subscribe":
             self._confirmed(name)
 
     def _confirmed(self, name: str) -> None:

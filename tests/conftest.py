@@ -7,9 +7,13 @@ Layers (``tests/unit/test_layers.py`` keeps files in theirs):
 - ``tests/integration``: in-process against a real peer: a private
   ``redis-server`` started here on a free loopback port (skipped without the
   binary, failed instead when CI sets HERALD_REQUIRE_SERVICES=1), or uvicorn
-  serving the app in the test's own event loop.
-- ``tests/e2e``: real ``herald serve`` processes (and nginx, chromium); marked
-  ``e2e`` here, so ``pytest -m "not e2e"`` runs everything in-process.
+  serving the app in the test's own event loop, or the server ``herald serve``
+  runs, in a thread (``replica_factory``, tests/helpers/inprocess.py): measured
+  by coverage, unlike a process.
+- ``tests/e2e``: real ``herald serve`` processes (and nginx, chromium), for what
+  needs one (signals, exit status, a process's memory or descriptors, a kill or
+  SIGSTOP, other processes in between); marked ``e2e`` here, so
+  ``pytest -m "not e2e"`` runs everything in-process.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from fastapi.testclient import TestClient
 
 from api.app import create_app
 from api.settings import Settings
+from tests.helpers.inprocess import InProcessReplica
 from tests.helpers.servers import Herald, RedisServer
 
 #: one time unit for tests: waits are multiples of it
@@ -114,3 +119,22 @@ def herald_factory(tmp_path: Path, key_prefix: str) -> Iterator[Callable[..., He
     yield make
     for herald in started:
         herald.stop()
+
+
+@pytest.fixture
+def replica_factory(key_prefix: str) -> Iterator[Callable[..., InProcessReplica]]:
+    """``herald_factory``'s in-process twin, called the same way (``HERALD_*`` names for the settings): the
+    server ``herald serve`` runs, in a thread of the test process (tests/helpers/inprocess.py)."""
+    started: list[InProcessReplica] = []
+
+    def make(redis_url: str, replica_id: str | None = None, **env: str) -> InProcessReplica:
+        env.setdefault("HERALD_KEY_PREFIX", key_prefix)
+        env.setdefault("HERALD_HTTP_RATE_LIMIT", "100000")  # as herald_factory: bulk REST publishes from one address
+        settings = {name.removeprefix("HERALD_").lower(): value for name, value in env.items()}
+        replica = InProcessReplica(redis_url=redis_url, replica_id=replica_id or f"r{next(_replicas)}", **settings)
+        started.append(replica.start())
+        return replica
+
+    yield make
+    for replica in started:
+        replica.stop()

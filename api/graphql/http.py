@@ -34,6 +34,7 @@ from graphql.execution.values import get_variable_values
 
 from api.errors import RateLimited, Unauthorized
 from api.graphql.graphiql import PAGE
+from api.graphql.request import BODY_SCHEMA, Params, parameters
 from api.identity import Access, identify
 from api.limits import writer_key
 from api.state import AppState
@@ -44,19 +45,14 @@ router = APIRouter(tags=["graphql"])
 JSON = "application/json"
 GRAPHQL_RESPONSE = "application/graphql-response+json"
 
-# The routes read the request themselves (a malformed one is a GraphQL 400, not FastAPI's 422), so their
-# OpenAPI description is written out here for /docs.
+# The routes read the request themselves (api.graphql.request), so their OpenAPI description is written out here.
 _STRING = {"type": "string"}
 _POST_DOC: dict[str, Any] = {
     "requestBody": {
         "required": True,
         "content": {
             JSON: {
-                "schema": {
-                    "type": "object",
-                    "required": ["query"],
-                    "properties": {"query": _STRING, "variables": {"type": "object"}, "operationName": _STRING},
-                },
+                "schema": BODY_SCHEMA,
                 "example": {"query": "{ books(limit: 5) { isbn title author offset } }"},
             }
         },
@@ -137,7 +133,9 @@ async def graphql_post(request: Request) -> Response:
         return _refuse(status.HTTP_400_BAD_REQUEST, "The request body must be a JSON object (no batches).", media)
     if body.get("extensions") is not None and not isinstance(body["extensions"], dict):
         return _refuse(status.HTTP_400_BAD_REQUEST, "'extensions' must be a JSON object.", media)
-    return await _run(request, body.get("query"), body.get("variables"), body.get("operationName"), media, get=False)
+    return await _run(
+        request, parameters(body.get("query"), body.get("variables"), body.get("operationName")), media, get=False
+    )
 
 
 @router.get("/graphql", summary="Run a GraphQL query (queries only)", response_class=Response, openapi_extra=_GET_DOC)
@@ -158,18 +156,13 @@ async def graphql_get(request: Request) -> Response:
         return _refuse(status.HTTP_400_BAD_REQUEST, "'variables' and 'extensions' must be JSON.", media)
     if extensions is not None and not isinstance(extensions, dict):
         return _refuse(status.HTTP_400_BAD_REQUEST, "'extensions' must be a JSON object.", media)
-    return await _run(request, query, variables, params.get("operationName") or None, media, get=True)
+    return await _run(request, parameters(query, variables, params.get("operationName") or None), media, get=True)
 
 
-async def _run(
-    request: Request, query: object, variables: object, operation_name: object, media: str, *, get: bool
-) -> Response:
-    if not isinstance(query, str):
-        return _refuse(status.HTTP_400_BAD_REQUEST, "The request has no 'query' string.", media)
-    if variables is not None and not isinstance(variables, dict):
-        return _refuse(status.HTTP_400_BAD_REQUEST, "'variables' must be a JSON object.", media)
-    if operation_name is not None and not isinstance(operation_name, str):
-        return _refuse(status.HTTP_400_BAD_REQUEST, "'operationName' must be a string.", media)
+async def _run(request: Request, parsed: Params | str, media: str, *, get: bool) -> Response:
+    if isinstance(parsed, str):
+        return _refuse(status.HTTP_400_BAD_REQUEST, parsed, media)
+    query, variables, operation_name = parsed.query, parsed.variables, parsed.operation_name
     state: AppState = request.app.state.herald
     service = state.graphql
     prepared = service.prepare(query)

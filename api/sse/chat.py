@@ -19,7 +19,7 @@ from fastapi import APIRouter, Header, Path, Query, Request
 from starlette.responses import Response
 
 from api.auth import Principal
-from api.chat_feed import GAP_REASON, chat_frame, frame_type, frame_user, send_backlog, welcome
+from api.chat_feed import chat_frame, frame_type, live_sink, replay_frame, send_backlog, welcome
 from api.errors import BadRequest, CloseCode, Forbidden
 from api.identity import Access, identify, on_expiry
 from api.models import dumps, is_room
@@ -89,20 +89,8 @@ async def chat_events(
 async def _serve(stream: EventStream, room: str, principal: Principal, since: str | None, state: AppState) -> None:
     user, settings = principal.user, state.settings
 
-    def frame(event: Event) -> str | None:
-        if event.offset is None and event.memo(frame_user) == user:
-            return None
-        text: str = event.memo(sse_chat)
-        return text
-
-    def sink(event: Event) -> None:
-        if event.offset is None:
-            if event.gap:
-                stream.end(CloseCode.INSUFFICIENT_STATE, GAP_REASON)
-                return
-            if event.memo(frame_user) == user:
-                return
-        stream.push(event.memo(sse_chat_bytes))
+    frame = replay_frame(user, sse_chat)
+    sink = live_sink(user, lambda event: stream.push(event.memo(sse_chat_bytes)), stream.end)
 
     try:
         subscription = await state.broker.subscribe(chat_channel(room), sink, since)

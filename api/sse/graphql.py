@@ -25,6 +25,7 @@ from starlette.responses import Response
 
 from api.auth import Principal
 from api.errors import CloseCode, HeraldError, RateLimited
+from api.graphql.request import BODY_SCHEMA, Params, parameters
 from api.graphql.schema import Source
 from api.graphql.service import GraphQLService, result_json, stream_key
 from api.graphql.shared import FellBehind, Key, Run
@@ -49,11 +50,7 @@ _POST_DOC: dict[str, Any] = {
         "required": True,
         "content": {
             "application/json": {
-                "schema": {
-                    "type": "object",
-                    "required": ["query"],
-                    "properties": {"query": _STRING, "variables": {"type": "object"}, "operationName": _STRING},
-                },
+                "schema": BODY_SCHEMA,
                 "example": {"query": 'subscription { chatMessage(room: "lobby") { id user text } }'},
             }
         },
@@ -128,7 +125,9 @@ async def graphql_stream_post(request: Request) -> Response:
         return _json(status.HTTP_400_BAD_REQUEST, "The request body is not JSON.")
     if not isinstance(body, dict):
         return _json(status.HTTP_400_BAD_REQUEST, "The request body must be a JSON object (no batches).")
-    return await _operation(request, body.get("query"), body.get("variables"), body.get("operationName"), get=False)
+    return await _operation(
+        request, parameters(body.get("query"), body.get("variables"), body.get("operationName")), get=False
+    )
 
 
 @router.get(
@@ -145,18 +144,15 @@ async def graphql_stream_get(request: Request) -> Response:
         variables = orjson.loads(params["variables"]) if params.get("variables") else None
     except ValueError:
         return _json(status.HTTP_400_BAD_REQUEST, "The 'variables' parameter is not JSON.")
-    return await _operation(request, params.get("query"), variables, params.get("operationName") or None, get=True)
+    return await _operation(
+        request, parameters(params.get("query"), variables, params.get("operationName") or None), get=True
+    )
 
 
-async def _operation(
-    request: Request, query: object, variables: object, operation_name: object, *, get: bool
-) -> Response:
-    if not isinstance(query, str):
-        return _json(status.HTTP_400_BAD_REQUEST, "The request has no 'query' string.")
-    if variables is not None and not isinstance(variables, dict):
-        return _json(status.HTTP_400_BAD_REQUEST, "'variables' must be a JSON object.")
-    if operation_name is not None and not isinstance(operation_name, str):
-        return _json(status.HTTP_400_BAD_REQUEST, "'operationName' must be a string.")
+async def _operation(request: Request, parsed: Params | str, *, get: bool) -> Response:
+    if isinstance(parsed, str):
+        return _json(status.HTTP_400_BAD_REQUEST, parsed)
+    query, variables, operation_name = parsed.query, parsed.variables, parsed.operation_name
     state: AppState = request.app.state.herald
     service: GraphQLService = state.graphql
     prepared = service.prepare(query)

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from api.auth import Principal
-from api.chat_feed import GAP_REASON, chat_frame, frame_user, send_backlog, welcome
+from api.chat_feed import chat_frame, live_sink, replay_frame, send_backlog, welcome
 from api.errors import CloseCode, HeraldError
 from api.identity import Access, identify
 from api.models import dumps, is_room, valid_since
@@ -72,21 +72,8 @@ async def _serve(websocket: WebSocket, conn: Connection, room: str, principal: P
     channel = chat_channel(room)
     user = principal.user
 
-    def frame(event: Event) -> str | None:
-        """The client frame for ``event``, None when this client is not to see it (its own join/leave)."""
-        if event.offset is None and event.memo(frame_user) == user:
-            return None
-        text: str = event.memo(chat_frame)
-        return text
-
-    def sink(event: Event) -> None:
-        if event.offset is None:
-            if event.gap:
-                conn.close_soon(CloseCode.INSUFFICIENT_STATE, GAP_REASON)
-                return
-            if event.memo(frame_user) == user:
-                return
-        conn.push_event(event, chat_frame)
+    frame = replay_frame(user, chat_frame)
+    sink = live_sink(user, lambda event: conn.push_event(event, chat_frame), conn.close_soon)
 
     since = websocket.query_params.get("since")
     try:

@@ -10,6 +10,7 @@ import asyncio
 import base64
 import os
 import re
+import select
 import socket
 import time
 from collections.abc import Awaitable, Callable
@@ -208,3 +209,22 @@ async def post_message(herald_http: str, room: str, text: str) -> str:
     assert response.status_code == 202, response.text
     offset: str = response.json()["id"]
     return offset
+
+
+def read_until_closed(sock: socket.socket, within: float) -> bytes:
+    """Everything the server sends until it closes the connection; fails if it does not within ``within``."""
+    received = b""
+    deadline = time.monotonic() + within
+    sock.setblocking(False)
+    while time.monotonic() < deadline:
+        readable, _, _ = select.select([sock], [], [], 0.1)
+        if not readable:
+            continue
+        try:
+            chunk = sock.recv(65536)
+        except (ConnectionResetError, BlockingIOError):
+            return received
+        if not chunk:
+            return received
+        received += chunk
+    raise AssertionError(f"the server did not close the connection within {within} s (got {received[:80]!r})")

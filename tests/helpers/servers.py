@@ -7,18 +7,19 @@ restart them without touching anyone else's services.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import httpx
 import redis
 
-from tests.helpers.services import free_port, require
+from tests.helpers.services import Served, free_port, require
 
 START_TIMEOUT_S = 15.0
 STOP_TIMEOUT_S = 15.0
@@ -89,13 +90,19 @@ class RedisServer:
         )
         deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline:
+            if self.process.poll() is not None:  # it will not start: say why (a port taken, say) at once
+                raise RuntimeError(f"redis-server on port {self.port} exited: {self._log_tail()}")
             try:
                 with self.client() as client:
                     if client.ping():
                         return self
             except redis.RedisError:
                 time.sleep(0.05)
-        raise RuntimeError(f"redis-server did not start on port {self.port}")
+        raise RuntimeError(f"redis-server did not start on port {self.port}: {self._log_tail()}")
+
+    def _log_tail(self) -> str:
+        log = self.workdir / "redis.log"
+        return log.read_text(errors="replace")[-500:] if log.exists() else "(no log)"
 
     def kill(self) -> None:
         """Like a crash: SIGKILL, nothing saved."""
@@ -110,7 +117,7 @@ class RedisServer:
             self.process = None
 
 
-class Herald:
+class Herald(Served):
     """One ``herald serve`` process."""
 
     def __init__(self, logdir: Path, redis_url: str, replica_id: str, **env: str) -> None:
@@ -120,14 +127,6 @@ class Herald:
         self.log_path = logdir / f"herald-{replica_id}-{self.port}.log"
         self.env = {**os.environ, "HERALD_LOG_LEVEL": "info", **env}
         self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def http(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def ws(self) -> str:
-        return f"ws://127.0.0.1:{self.port}"
 
     def start(self) -> Herald:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -179,6 +178,16 @@ class Herald:
         if self.process is not None:
             _stop(self.process)
             self.process = None
+
+    @contextlib.contextmanager
+    def stalled(self) -> Iterator[None]:
+        """SIGSTOP for the block, SIGCONT after it whatever happens: a stalled replica, its loop reads nothing."""
+        assert self.process is not None, "not running"
+        self.process.send_signal(signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            self.process.send_signal(signal.SIGCONT)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

@@ -1,4 +1,4 @@
-"""Skip-or-fail for tests that need a real binary, and free loopback ports."""
+"""Skip-or-fail for tests that need a real binary, free loopback ports, and a replica's URLs."""
 
 from __future__ import annotations
 
@@ -27,3 +27,17 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+class Served:
+    """A replica on ``127.0.0.1:port``, in a process (``servers.Herald``) or in-process (``inprocess``)."""
+
+    port: int
+
+    @property
+    def http(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 import orjson
+
+from tests.helpers.services import Served
 
 WAIT_S = 15.0
 
@@ -89,3 +92,34 @@ class SseReader:
             while (event := await self._next()) is not None:
                 events.append(event)
         return events
+
+
+async def post_many(herald: Served, room: str, texts: list[str]) -> list[str]:
+    """Publish over REST; the offsets, in order."""
+    async with httpx.AsyncClient(base_url=herald.http, timeout=10) as client:
+        offsets = []
+        for text in texts:
+            response = await client.post(f"/api/chat/{room}/messages", json={"text": text})
+            assert response.status_code == 202, response.text
+            offsets.append(response.json()["id"])
+        return offsets
+
+
+@asynccontextmanager
+async def sse(base: str, path: str, headers: dict[str, str] | None = None, **query: str) -> AsyncIterator[SseReader]:
+    async with (
+        httpx.AsyncClient(base_url=base, timeout=httpx.Timeout(5, read=WAIT_S)) as client,
+        client.stream("GET", path, params=query, headers=headers) as response,
+    ):
+        yield SseReader(response)
+
+
+async def opened(reader: SseReader) -> SseEvent:
+    """The first event, after checking the response and the retry hint."""
+    assert reader.response.status_code == 200
+    assert reader.response.headers["content-type"].startswith("text/event-stream")
+    first = await reader.next()
+    assert first is not None
+    assert first.retry is not None and 1000 <= first.retry < 3000
+    assert first.event == "welcome"
+    return first

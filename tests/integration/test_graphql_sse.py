@@ -1,6 +1,6 @@
-"""``/graphql/stream`` (graphql-sse, distinct connections) with httpx against real replicas: the
-request rules, one stream per operation, executions shared with the WebSocket transports, auth, and
-SIGTERM. The npm graphql-sse client itself is driven in test_sse_js.py."""
+"""``/graphql/stream`` (graphql-sse, distinct connections) with httpx against the server ``herald serve`` runs
+(in-process: ``replica_factory``): the request rules, one stream per operation, executions shared with the
+WebSocket transports, auth, and shutdown. The npm graphql-sse client itself is driven in e2e/test_sse_js.py."""
 
 from __future__ import annotations
 
@@ -19,10 +19,11 @@ from graphql import parse, print_ast
 
 from api.auth import Auth
 from tests.helpers.chat import ametric, until_metric
-from tests.helpers.servers import Herald, RedisServer
+from tests.helpers.inprocess import InProcessReplica
+from tests.helpers.servers import RedisServer
 from tests.helpers.sse import SseEvent, SseReader
 
-pytestmark = [pytest.mark.redis, pytest.mark.e2e]
+pytestmark = [pytest.mark.redis]
 
 WAIT_S = 15.0
 SSE = {"Accept": "text/event-stream"}
@@ -31,11 +32,11 @@ SEND = "mutation S($room: String!, $text: String!) { sendMessage(room: $room, te
 
 
 @pytest.fixture(scope="module")
-def herald(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Herald]:
-    env = {"HERALD_KEY_PREFIX": f"g{uuid.uuid4().hex[:8]}", "HERALD_HEARTBEAT_S": "0.3"}
-    started = Herald(tmp_path_factory.mktemp("g"), redis_server.url, "g", **env).start()
-    yield started
-    started.stop()
+def herald(redis_server: RedisServer) -> Iterator[InProcessReplica]:
+    with InProcessReplica(
+        redis_url=redis_server.url, key_prefix=f"g{uuid.uuid4().hex[:8]}", heartbeat_s=0.3
+    ) as started:
+        yield started
 
 
 @asynccontextmanager
@@ -60,13 +61,13 @@ async def whole(base: str, query: str, variables: dict[str, Any] | None = None, 
         return await reader.rest()
 
 
-async def test_a_query_is_one_next_then_complete(herald: Herald) -> None:
+async def test_a_query_is_one_next_then_complete(herald: InProcessReplica) -> None:
     for get in (False, True):
         events = await whole(herald.http, "{ books(limit: 1) { isbn } }", get=get)
         assert [(e.event, e.data) for e in events] == [("next", {"data": {"books": []}}), ("complete", "")]
 
 
-async def test_errors_before_execution_arrive_as_next_in_a_200_stream(herald: Herald) -> None:
+async def test_errors_before_execution_arrive_as_next_in_a_200_stream(herald: InProcessReplica) -> None:
     for query in ("{ nope }", "{", 'subscription { chatMessage(room: "bad room") { id } }'):
         [result, complete] = await whole(herald.http, query)
         assert result.event == "next" and result.data["errors"], query
@@ -83,7 +84,7 @@ async def test_errors_before_execution_arrive_as_next_in_a_200_stream(herald: He
     ],
 )
 async def test_malformed_requests_are_http_errors(
-    herald: Herald, method: str, body: bytes, params: dict[str, str], headers: dict[str, str], status: int
+    herald: InProcessReplica, method: str, body: bytes, params: dict[str, str], headers: dict[str, str], status: int
 ) -> None:
     async with httpx.AsyncClient(base_url=herald.http, timeout=5) as client:
         response = await client.request(method, "/graphql/stream", content=body, params=params, headers=headers)
@@ -91,7 +92,7 @@ async def test_malformed_requests_are_http_errors(
     assert response.json()["errors"][0]["message"]
 
 
-async def test_sse_and_websocket_subscribers_share_one_execution_per_event(herald: Herald) -> None:
+async def test_sse_and_websocket_subscribers_share_one_execution_per_event(herald: InProcessReplica) -> None:
     room = f"r{uuid.uuid4().hex[:8]}"
     variables = {"room": room}
     printed = print_ast(parse(CHAT))  # the text gql sends: streams are shared by identical documents
@@ -121,9 +122,9 @@ async def test_sse_and_websocket_subscribers_share_one_execution_per_event(heral
 
 
 async def test_auth_mutations_and_subscriptions_need_a_token(
-    redis_server: RedisServer, herald_factory: Callable[..., Herald]
+    redis_server: RedisServer, replica_factory: Callable[..., InProcessReplica]
 ) -> None:
-    herald = herald_factory(redis_server.url, HERALD_JWT_SECRET="s" * 40)
+    herald = replica_factory(redis_server.url, HERALD_JWT_SECRET="s" * 40)
     auth = Auth("s" * 40)
     async with httpx.AsyncClient(base_url=herald.http, timeout=5, headers=SSE) as client:
         for query in (SEND, CHAT):
@@ -139,11 +140,11 @@ async def test_auth_mutations_and_subscriptions_need_a_token(
     assert "does not allow room" in refused.data["errors"][0]["message"]
 
 
-async def test_sigterm_ends_a_subscription_without_complete_so_the_client_retries(
-    redis_server: RedisServer, herald_factory: Callable[..., Herald]
+async def test_shutdown_ends_a_subscription_without_complete_so_the_client_retries(
+    redis_server: RedisServer, replica_factory: Callable[..., InProcessReplica]
 ) -> None:
-    herald = herald_factory(redis_server.url, HERALD_HEARTBEAT_S="3600")
+    herald = replica_factory(redis_server.url, HERALD_HEARTBEAT_S="3600")
     async with operation(herald.http, CHAT, {"room": "lobby"}) as reader:
         await until_metric(herald.http, "herald_graphql_subscriptions", 1, WAIT_S)
-        assert await asyncio.to_thread(herald.terminate) == 0
+        await asyncio.to_thread(herald.stop)  # as SIGTERM stops herald serve (tests/e2e/test_shutdown.py)
         assert await reader.rest() == []  # ended, and no `complete`: graphql-sse clients reconnect

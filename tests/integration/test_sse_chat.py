@@ -1,75 +1,47 @@
-"""``GET /sse/chat/{room}`` with httpx streaming against real ``herald serve`` replicas: what an SSE
-client sees (SPEC §10): the retry hint, the welcome, every chat frame as an event, ids, resume with
-``Last-Event-ID``, heartbeats, refusals, limits, slow consumers, a gap, and SIGTERM."""
+"""``GET /sse/chat/{room}`` with httpx streaming against the server ``herald serve`` runs (in-process:
+``replica_factory``; two replicas on one redis-server): what an SSE client sees (SPEC §10): the retry hint,
+the welcome, every chat frame as an event, ids, resume with ``Last-Event-ID``, heartbeats, refusals, limits,
+slow consumers and shutdown. A replica that stalls (SIGSTOP) and misses more than the history:
+tests/e2e/test_sse_gap.py."""
 
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
 
 from api.auth import Auth
 from tests.helpers.chat import ametric, eventually
-from tests.helpers.servers import Herald, RedisServer
-from tests.helpers.sse import SseEvent, SseReader
+from tests.helpers.inprocess import InProcessReplica
+from tests.helpers.servers import RedisServer
+from tests.helpers.sse import WAIT_S, opened, post_many, sse
 
-pytestmark = [pytest.mark.redis, pytest.mark.e2e]
+pytestmark = [pytest.mark.redis]
 
-WAIT_S = 15.0
+Replicas = tuple[InProcessReplica, InProcessReplica]
+
 SECRET = "s" * 40
 #: these tests publish bursts from one address: lift the per-writer limit (tested elsewhere)
 UNLIMITED = {"HERALD_HTTP_RATE_LIMIT": "1000000", "HERALD_HTTP_RATE_BURST": "1000000"}
 
 
 @pytest.fixture(scope="module")
-def replicas(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Herald, Herald]]:
+def replicas(redis_server: RedisServer) -> Iterator[Replicas]:
     env = {"HERALD_KEY_PREFIX": f"e{uuid.uuid4().hex[:8]}", "HERALD_HEARTBEAT_S": "0.3", "HERALD_HISTORY_SIZE": "5"}
-    env.update(UNLIMITED)
-    started = [Herald(tmp_path_factory.mktemp(name), redis_server.url, name, **env).start() for name in ("a", "b")]
+    settings = {name.removeprefix("HERALD_").lower(): value for name, value in {**env, **UNLIMITED}.items()}
+    started = [InProcessReplica(redis_url=redis_server.url, replica_id=name, **settings).start() for name in "ab"]
     yield started[0], started[1]
-    for herald in started:
-        herald.stop()
+    for replica in started:
+        replica.stop()
 
 
-async def post_many(herald: Herald, room: str, texts: list[str]) -> list[str]:
-    """Publish over REST; the offsets, in order."""
-    async with httpx.AsyncClient(base_url=herald.http, timeout=10) as client:
-        offsets = []
-        for text in texts:
-            response = await client.post(f"/api/chat/{room}/messages", json={"text": text})
-            assert response.status_code == 202, response.text
-            offsets.append(response.json()["id"])
-        return offsets
-
-
-@asynccontextmanager
-async def sse(base: str, path: str, headers: dict[str, str] | None = None, **query: str) -> AsyncIterator[SseReader]:
-    async with (
-        httpx.AsyncClient(base_url=base, timeout=httpx.Timeout(5, read=WAIT_S)) as client,
-        client.stream("GET", path, params=query, headers=headers) as response,
-    ):
-        yield SseReader(response)
-
-
-async def opened(reader: SseReader) -> SseEvent:
-    """The first event, after checking the response and the retry hint."""
-    assert reader.response.status_code == 200
-    assert reader.response.headers["content-type"].startswith("text/event-stream")
-    first = await reader.next()
-    assert first is not None
-    assert first.retry is not None and 1000 <= first.retry < 3000
-    assert first.event == "welcome"
-    return first
-
-
-async def test_welcome_then_every_frame_as_an_event_across_replicas(replicas: tuple[Herald, Herald]) -> None:
+async def test_welcome_then_every_frame_as_an_event_across_replicas(
+    replicas: Replicas,
+) -> None:
     a, b = replicas
     room = f"r{uuid.uuid4().hex[:8]}"
     async with sse(a.http, f"/sse/chat/{room}", user="ann") as ann:
@@ -92,7 +64,9 @@ async def test_welcome_then_every_frame_as_an_event_across_replicas(replicas: tu
         await ann.comment("heartbeat")  # every HERALD_HEARTBEAT_S, a comment line
 
 
-async def test_last_event_id_resumes_like_since_and_wins_over_it(replicas: tuple[Herald, Herald]) -> None:
+async def test_last_event_id_resumes_like_since_and_wins_over_it(
+    replicas: Replicas,
+) -> None:
     a, b = replicas
     room = f"r{uuid.uuid4().hex[:8]}"
     offsets = await post_many(b, room, ["one", "two", "three"])
@@ -108,7 +82,9 @@ async def test_last_event_id_resumes_like_since_and_wins_over_it(replicas: tuple
         assert (await reader.until("message")).data["text"] == "three"
 
 
-async def test_a_position_older_than_the_history_is_told_recovered_false(replicas: tuple[Herald, Herald]) -> None:
+async def test_a_position_older_than_the_history_is_told_recovered_false(
+    replicas: Replicas,
+) -> None:
     a, b = replicas
     room = f"r{uuid.uuid4().hex[:8]}"
     offsets = await post_many(b, room, [str(n) for n in range(7)])  # the history keeps 5
@@ -127,7 +103,11 @@ async def test_a_position_older_than_the_history_is_told_recovered_false(replica
     ],
 )
 async def test_a_bad_request_is_refused_before_the_stream(
-    replicas: tuple[Herald, Herald], path: str, query: dict[str, str], headers: dict[str, str], status: int
+    replicas: Replicas,
+    path: str,
+    query: dict[str, str],
+    headers: dict[str, str],
+    status: int,
 ) -> None:
     async with httpx.AsyncClient(base_url=replicas[0].http, timeout=5) as client:
         response = await client.get(path, params=query, headers=headers)
@@ -136,9 +116,9 @@ async def test_a_bad_request_is_refused_before_the_stream(
 
 
 async def test_auth_token_in_query_or_header_rooms_and_expiry(
-    redis_server: RedisServer, herald_factory: Callable[..., Herald]
+    redis_server: RedisServer, replica_factory: Callable[..., InProcessReplica]
 ) -> None:
-    herald = herald_factory(redis_server.url, HERALD_JWT_SECRET=SECRET)
+    herald = replica_factory(redis_server.url, HERALD_JWT_SECRET=SECRET)
     auth = Auth(SECRET)
     async with httpx.AsyncClient(base_url=herald.http, timeout=5) as client:
         assert (await client.get("/sse/chat/lobby")).status_code == 401  # chat reads need a token
@@ -157,9 +137,9 @@ async def test_auth_token_in_query_or_header_rooms_and_expiry(
 
 
 async def test_beyond_max_connections_the_stream_ends_with_1013(
-    redis_server: RedisServer, herald_factory: Callable[..., Herald]
+    redis_server: RedisServer, replica_factory: Callable[..., InProcessReplica]
 ) -> None:
-    herald = herald_factory(redis_server.url, HERALD_MAX_CONNECTIONS="1")
+    herald = replica_factory(redis_server.url, HERALD_MAX_CONNECTIONS="1")
     async with sse(herald.http, "/sse/chat/lobby") as first:
         await opened(first)
         async with sse(herald.http, "/sse/chat/lobby") as second:
@@ -171,9 +151,9 @@ async def test_beyond_max_connections_the_stream_ends_with_1013(
 
 
 async def test_a_client_that_stops_reading_is_dropped_after_a_bounded_backlog(
-    redis_server: RedisServer, herald_factory: Callable[..., Herald]
+    redis_server: RedisServer, replica_factory: Callable[..., InProcessReplica]
 ) -> None:
-    herald = herald_factory(redis_server.url, HERALD_SEND_QUEUE="8", HERALD_HEARTBEAT_S="3600", **UNLIMITED)
+    herald = replica_factory(redis_server.url, HERALD_SEND_QUEUE="8", HERALD_HEARTBEAT_S="3600", **UNLIMITED)
     room = f"r{uuid.uuid4().hex[:8]}"
     padding = "x" * 60_000
     async with sse(herald.http, f"/sse/chat/{room}") as reader:
@@ -195,42 +175,14 @@ async def test_a_client_that_stops_reading_is_dropped_after_a_bounded_backlog(
     assert events[-1].event == "close" and events[-1].data["code"] == 1013
 
 
-async def test_sigterm_ends_the_stream_with_1012_and_the_replica_exits(
-    redis_server: RedisServer, herald_factory: Callable[..., Herald]
+async def test_shutdown_ends_the_stream_with_1012_at_once(
+    redis_server: RedisServer, replica_factory: Callable[..., InProcessReplica]
 ) -> None:
-    herald = herald_factory(redis_server.url, HERALD_HEARTBEAT_S="3600", HERALD_SHUTDOWN_GRACE_S="10")
+    herald = replica_factory(redis_server.url, HERALD_HEARTBEAT_S="3600", HERALD_SHUTDOWN_GRACE_S="10")
     async with sse(herald.http, "/sse/chat/lobby") as reader:
         await opened(reader)
         started = time.monotonic()
-        assert await asyncio.to_thread(herald.terminate) == 0
+        await asyncio.to_thread(herald.stop)  # as SIGTERM stops herald serve (tests/e2e/test_shutdown.py)
         [close] = await reader.rest()
     assert close.event == "close" and close.data["code"] == 1012
     assert time.monotonic() - started < 5  # not held until uvicorn's graceful timeout
-
-
-async def test_a_stream_whose_replica_missed_more_than_the_history_ends_like_4010(
-    own_redis: RedisServer, herald_factory: Callable[..., Herald]
-) -> None:
-    # Redis drops a pub/sub client that stops reading once 256 kB wait for it.
-    own_redis.client().config_set("client-output-buffer-limit", "pubsub 256kb 0 0")
-    a = herald_factory(own_redis.url, HERALD_HISTORY_SIZE="20", HERALD_HEARTBEAT_S="3600", **UNLIMITED)
-    b = herald_factory(own_redis.url, HERALD_HISTORY_SIZE="20", HERALD_HEARTBEAT_S="3600", **UNLIMITED)
-    room = f"r{uuid.uuid4().hex[:8]}"
-    async with sse(a.http, f"/sse/chat/{room}") as reader:
-        await opened(reader)
-        await post_many(b, room, ["before"])
-        before = await reader.until("message")
-        assert a.process is not None
-        os.kill(a.process.pid, signal.SIGSTOP)  # a stalled replica: its loop reads nothing
-        try:
-            padding = "x" * 40_000
-            await post_many(b, room, [f"m{n} {padding}" for n in range(400)])
-        finally:
-            os.kill(a.process.pid, signal.SIGCONT)
-        events = await reader.rest(within=WAIT_S * 2)
-    assert len([event for event in events if event.event == "message"]) < 400
-    assert events[-1].event == "close"
-    assert events[-1].data == {"code": 4010, "reason": "insufficient state: resume with since"}
-    last = ([before] + [event for event in events if event.event == "message"])[-1]
-    async with sse(a.http, f"/sse/chat/{room}", {"Last-Event-ID": last.id or ""}) as resumed:
-        assert (await opened(resumed)).data["recovered"] is False

@@ -1,4 +1,4 @@
-"""Herald's own uvicorn protocol (api.ws.fastpath) against a real `herald serve`."""
+"""Herald's uvicorn protocol (api.ws.fastpath) as `herald serve` runs it, in-process (tests/helpers/inprocess.py)."""
 
 from __future__ import annotations
 
@@ -7,15 +7,16 @@ import json
 import os
 import socket
 import struct
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
+import httpx
 import pytest
 from websockets.frames import Frame, Opcode
 from websockets.streams import StreamReader
 
 from api.errors import CloseCode
 from tests.helpers.chat import masked_frame
-from tests.helpers.servers import Herald
+from tests.helpers.inprocess import InProcessReplica
 
 MAX_BYTES = 1024
 
@@ -59,11 +60,12 @@ class RawClient:
 
 
 @pytest.fixture
-def herald(herald_factory: Callable[..., Herald]) -> Herald:
-    return herald_factory("memory://", HERALD_MAX_MESSAGE_BYTES=str(MAX_BYTES))
+def herald() -> Iterator[InProcessReplica]:
+    with InProcessReplica(max_message_bytes=MAX_BYTES) as replica:
+        yield replica
 
 
-def test_a_message_sent_together_with_an_oversize_frame_is_still_published(herald: Herald) -> None:
+def test_a_message_sent_together_with_an_oversize_frame_is_still_published(herald: InProcessReplica) -> None:
     client = RawClient(herald.port, "/ws/chat/lobby?user=ada")
     try:
         welcome = next(client.frames())
@@ -76,13 +78,11 @@ def test_a_message_sent_together_with_an_oversize_frame_is_still_published(heral
     close = frames[-1]
     assert close.opcode is Opcode.CLOSE
     assert struct.unpack("!H", close.data[:2])[0] == CloseCode.MESSAGE_TOO_BIG
-    import httpx
-
     history = httpx.get(f"{herald.http}/api/chat/lobby/messages").json()
     assert [m["text"] for m in history] == ["before the big one"]
 
 
-def test_direct_frames_arrive_after_the_welcome_and_replay_in_order(herald: Herald) -> None:
+def test_direct_frames_arrive_after_the_welcome_and_replay_in_order(herald: InProcessReplica) -> None:
     import httpx
 
     for n in range(5):
@@ -104,7 +104,7 @@ def test_direct_frames_arrive_after_the_welcome_and_replay_in_order(herald: Hera
     assert texts == [f"old {n}" for n in range(5)] + [f"new {n}" for n in range(5)]
 
 
-def test_replies_to_frames_sent_together_come_in_the_order_of_the_frames(herald: Herald) -> None:
+def test_replies_to_frames_sent_together_come_in_the_order_of_the_frames(herald: InProcessReplica) -> None:
     """Frames go straight to the chat machine (no ASGI receive per frame) and several publishes can be in
     flight at once, but a ``pong`` never overtakes the ``ack`` of a message sent before its ``ping``, and
     the messages are stored in the order they were sent."""
@@ -129,7 +129,5 @@ def test_replies_to_frames_sent_together_come_in_the_order_of_the_frames(herald:
         client.close()
     kinds = [(r["type"], r.get("key")) for r in replies]
     assert kinds == [kind for n in range(20) for kind in (("ack", f"k{n}"), ("pong", None))] + [("error", None)]
-    import httpx
-
     history = httpx.get(f"{herald.http}/api/chat/replies/messages").json()
     assert [m["text"] for m in history] == [f"m{n}" for n in range(20)]
