@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
-from broker import Broker, BrokerOptions, Event, OutcomeUnknown, Unavailable, open_broker
+from broker import Broker, Event, OutcomeUnknown, Unavailable
 from broker.keys import ChannelKeys, chat_channel
-from tests.cluster.helpers import until
+from tests.cluster.helpers import broker_factory, until
 from tests.helpers.topologies import ClusterTopology
 
 pytestmark = pytest.mark.redis
@@ -28,18 +28,8 @@ BrokerFactory = Callable[..., Awaitable[Broker]]
 
 @pytest.fixture
 async def cluster_broker(cluster: ClusterTopology, key_prefix: str) -> AsyncIterator[BrokerFactory]:
-    brokers: list[Broker] = []
-
-    async def make(**options: Any) -> Broker:
-        options.setdefault("replica_id", f"replica-{len(brokers) + 1}")
-        broker = open_broker(cluster.url(), BrokerOptions(prefix=key_prefix, **options))
-        brokers.append(broker)
-        await broker.start()
-        return broker
-
-    yield make
-    for broker in brokers:
-        await broker.close()
+    async with broker_factory(cluster.url(), key_prefix) as make:
+        yield make
 
 
 async def numbered_stream(

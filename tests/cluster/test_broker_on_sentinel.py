@@ -7,12 +7,11 @@ live subscriber exactly once and in order.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any
 
 import pytest
 
-from broker import Broker, BrokerOptions, chat_channel, open_broker
-from tests.cluster.helpers import until
+from broker import chat_channel
+from tests.cluster.helpers import broker_factory, until
 from tests.cluster.test_broker_on_cluster import (
     BrokerFactory,
     assert_exactly_once_in_order,
@@ -27,18 +26,8 @@ pytestmark = pytest.mark.redis
 
 @pytest.fixture
 async def sentinel_broker(sentinels: SentinelTopology, key_prefix: str) -> AsyncIterator[BrokerFactory]:
-    brokers: list[Broker] = []
-
-    async def make(**options: Any) -> Broker:
-        options.setdefault("replica_id", f"replica-{len(brokers) + 1}")
-        broker = open_broker(sentinels.url, BrokerOptions(prefix=key_prefix, **options))
-        brokers.append(broker)
-        await broker.start()
-        return broker
-
-    yield make
-    for broker in brokers:
-        await broker.close()
+    async with broker_factory(sentinels.url, key_prefix) as make:
+        yield make
 
 
 async def test_a_numbered_stream_survives_a_kill_9_of_the_sentinel_master(
