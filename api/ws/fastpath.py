@@ -43,6 +43,7 @@ from websockets.frames import Frame, Opcode
 
 from api.errors import CLOSE_CODE_EXPLANATIONS, CloseCode
 from api.ws.coalesce import flusher_for
+from api.ws.keepalive import ping_wheel
 from api.ws.lean import Gate, Inbox
 
 EXTENSION = "herald.frame_writer"
@@ -176,6 +177,7 @@ class HeraldWebSocketProtocol(WebSocketsSansIOProtocol):
         "lingering",
         "pending_ping_payload",
         "ping_sent_at",
+        "ping_tick",
         "ping_timer",
         "pong_timer",
         "queue",
@@ -199,6 +201,8 @@ class HeraldWebSocketProtocol(WebSocketsSansIOProtocol):
         self.unread_pongs = 0
         #: closed as a slow peer: input is dropped, the connection ends when the peer closes or is cut
         self.lingering = False
+        #: when the next keepalive ping is due (api.ws.keepalive); None: not scheduled
+        self.ping_tick: int | None = None
         super().__init__(*args, **kwargs)
         # the same semantics as uvicorn's asyncio.Queue and asyncio.Event, without five deques (api.ws.lean)
         self.queue = Inbox()  # type: ignore[assignment]
@@ -336,6 +340,22 @@ class HeraldWebSocketProtocol(WebSocketsSansIOProtocol):
         if self.close_timer is not None:
             self.close_timer.cancel()
         self.close_timer = self.loop.call_later(self.slow_close_s, self.transport.abort)
+
+    # -- keepalive pings: one timer per second for all sockets (api.ws.keepalive), not uvicorn's one per socket
+
+    def schedule_ping(self) -> None:
+        assert self.ping_interval is not None
+        self.ping_tick = ping_wheel(self.loop).add(self, max(0.0, self.ping_interval - self.last_ping_rtt))
+
+    def ping_due(self) -> None:
+        self.ping_tick = None
+        self.send_keepalive_ping()
+
+    def stop_keepalive(self) -> None:
+        if self.ping_tick is not None:
+            ping_wheel(self.loop).discard(self, self.ping_tick)
+            self.ping_tick = None
+        super().stop_keepalive()
 
     def pause_writing(self) -> None:
         super().pause_writing()
