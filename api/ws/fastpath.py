@@ -8,6 +8,8 @@ websockets-sansio, selected with ``Config(ws=HeraldWebSocketProtocol)``) puts a
 ``FrameWriter`` in ``scope["extensions"]`` so the app can frame an event once
 and hand the bytes to each socket's transport synchronously.
 
+It builds on ``api.ws.lean.LeanWebSocketProtocol``: uvicorn's protocol with less held per idle socket.
+
 Under any other server the extension is absent and ``Connection`` falls back to
 its queue and writer task: same behaviour, more CPU.
 
@@ -36,22 +38,16 @@ import struct
 from collections.abc import Callable
 from typing import Any
 
-from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
-from websockets.datastructures import Headers
 from websockets.exceptions import SecurityError
 from websockets.frames import Frame, Opcode
 
 from api.errors import CLOSE_CODE_EXPLANATIONS, CloseCode
 from api.ws.coalesce import flusher_for
-from api.ws.keepalive import ping_wheel
-from api.ws.lean import Gate, Inbox
+from api.ws.lean import LeanWebSocketProtocol
 
 EXTENSION = "herald.frame_writer"
 
 _OP_TEXT_FIN = 0x81
-
-#: what an answered handshake request is left holding (never mutated)
-_NO_HEADERS = Headers()
 
 
 def text_frame(payload: bytes) -> bytes:
@@ -158,37 +154,8 @@ def frame_reader(websocket: Any) -> FrameReader | None:
     return extension.get("reader") if extension is not None else None
 
 
-class HeraldWebSocketProtocol(WebSocketsSansIOProtocol):
-    # Memory per idle socket (README, W3): uvicorn's protocol sets 37 attributes; past 30 an instance's dict
-    # stops sharing its keys with the class (~1.6 KB instead of ~0.3 KB). Its per-connection state and
-    # Herald's own live in slots; what every connection shares (config, loop, logger...) stays in the dict.
-    __slots__ = (
-        "close_sent",
-        "close_timer",
-        "conn",
-        "curr_msg_data_type",
-        "disconnected",
-        "frame_reader",
-        "frame_writer",
-        "frames",
-        "handshake_complete",
-        "handshake_initiated",
-        "last_ping_rtt",
-        "lingering",
-        "pending_ping_payload",
-        "ping_sent_at",
-        "ping_tick",
-        "ping_timer",
-        "pong_timer",
-        "queue",
-        "read_paused",
-        "request",
-        "response",
-        "scope",
-        "transport",
-        "unread_pongs",
-        "writable",
-    )
+class HeraldWebSocketProtocol(LeanWebSocketProtocol):
+    __slots__ = ("frame_reader", "frame_writer", "lingering", "unread_pongs")  # per socket (api.ws.lean)
     #: pongs answered while the transport is paused before the peer is closed 1013 (``HERALD_SEND_QUEUE``)
     send_bound: int = 1000
     #: seconds a closed slow peer keeps its TCP connection to read what is buffered (``HERALD_SLOW_CLOSE_S``)
@@ -201,12 +168,7 @@ class HeraldWebSocketProtocol(WebSocketsSansIOProtocol):
         self.unread_pongs = 0
         #: closed as a slow peer: input is dropped, the connection ends when the peer closes or is cut
         self.lingering = False
-        #: when the next keepalive ping is due (api.ws.keepalive); None: not scheduled
-        self.ping_tick: int | None = None
         super().__init__(*args, **kwargs)
-        # the same semantics as uvicorn's asyncio.Queue and asyncio.Event, without five deques (api.ws.lean)
-        self.queue = Inbox()  # type: ignore[assignment]
-        self.writable = Gate()  # type: ignore[assignment]
         # websockets logs every frame and handshake header at DEBUG: tokens, Authorization headers and
         # connection_init payloads (truncated past what redaction can recognise). Never (SPEC §7).
         self.conn.debug = False
@@ -256,11 +218,6 @@ class HeraldWebSocketProtocol(WebSocketsSansIOProtocol):
         if message["type"] == "websocket.close" and self.frame_reader is not None:
             self.frame_reader.detach()
         await super().send(message)
-        if self.handshake_complete and self.response is not None:
-            # The handshake is answered: its request's and response's headers (~3 KB; the scope has its own
-            # copy) are not read again. websockets' parser keeps the request object itself, so it is emptied.
-            self.request.headers = _NO_HEADERS
-            self.response = None  # type: ignore[assignment]
 
     def send_receive_event_to_app(self) -> None:
         reader = self.frame_reader
@@ -340,22 +297,6 @@ class HeraldWebSocketProtocol(WebSocketsSansIOProtocol):
         if self.close_timer is not None:
             self.close_timer.cancel()
         self.close_timer = self.loop.call_later(self.slow_close_s, self.transport.abort)
-
-    # -- keepalive pings: one timer per second for all sockets (api.ws.keepalive), not uvicorn's one per socket
-
-    def schedule_ping(self) -> None:
-        assert self.ping_interval is not None
-        self.ping_tick = ping_wheel(self.loop).add(self, max(0.0, self.ping_interval - self.last_ping_rtt))
-
-    def ping_due(self) -> None:
-        self.ping_tick = None
-        self.send_keepalive_ping()
-
-    def stop_keepalive(self) -> None:
-        if self.ping_tick is not None:
-            ping_wheel(self.loop).discard(self, self.ping_tick)
-            self.ping_tick = None
-        super().stop_keepalive()
 
     def pause_writing(self) -> None:
         super().pause_writing()

@@ -2,9 +2,10 @@
 
 uvicorn (``ws_ping_interval``, 20 s by default) arms each socket's next ping with its own ``loop.call_later``:
 on uvloop a ``TimerHandle`` and a libuv timer, ~0.5 KB of every idle socket. Herald's protocol
-(``api.ws.fastpath``) puts the socket in this loop's ``PingWheel`` instead: the sockets due in the same second
-share one timer, so a ping leaves up to a second later than the interval says (20-21 s instead of 20 s). The
-pong deadline (``ws_ping_timeout``), armed only while a ping is unanswered, stays uvicorn's.
+(``api.ws.lean.LeanWebSocketProtocol``) puts the socket in this loop's ``PingWheel`` instead: the sockets due
+in the same second share one timer, so a ping leaves up to a second later than the interval says (20-21 s
+instead of 20 s). The pong deadline (``ws_ping_timeout``), armed only while a ping is unanswered, stays
+uvicorn's.
 """
 
 from __future__ import annotations

@@ -1,18 +1,30 @@
-"""The two asyncio objects uvicorn's WebSocket protocol keeps per socket, in the size an idle socket needs.
+"""uvicorn's websockets-sansio protocol, with what an idle socket holds cut down (README, W3: 25.4 -> 13.9 KB).
 
-uvicorn's ``WebSocketsSansIOProtocol`` makes, per connection, an ``asyncio.Queue`` (the ASGI receive queue:
-three deques and an ``asyncio.Event`` with a fourth) and an ``asyncio.Event`` (``writable``: a fifth deque).
-A deque is ~760 bytes however empty, so that is ~4 KB of a socket that, once its handler reads frames
-straight from the protocol (``api.ws.fastpath.FrameReader``), queues nothing but its ``connect`` and its
-``disconnect``. ``Inbox`` and ``Gate`` do what the protocol asks of those two (``put_nowait``, ``get``,
-``empty``; ``set``, ``clear``, ``is_set``, ``wait``) with the same semantics, holding a list only while
-something waits in it.
+Measured with tracemalloc, most of an idle chat socket was uvicorn's protocol, not Herald's state:
+
+- an ``asyncio.Queue`` (the ASGI receive queue: three deques and an ``asyncio.Event`` with a fourth) and an
+  ``asyncio.Event`` (``writable``: a fifth deque). A deque is ~760 bytes however empty: ~4 KB for a socket
+  that, once its handler reads frames straight from the protocol (``api.ws.fastpath.FrameReader``), queues
+  nothing but its ``connect`` and ``disconnect``. ``Inbox`` and ``Gate`` do what the protocol asks of those
+  two with the same semantics, holding a list only while something waits in it;
+- an instance dict of 37 attributes: past 30 it stops sharing its keys with the class (1.6 KB instead of
+  ~0.3). The per-connection ones live in slots; what every socket shares (config, loop, logger...) stays;
+- the handshake's request and response, headers and all (~2.5 KB), never read once it is answered;
+- a keepalive timer per socket (~0.5 KB on uvloop): pings come from one timer per second (api.ws.keepalive).
 """
 
 from __future__ import annotations
 
 import asyncio
 from typing import Any
+
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.datastructures import Headers
+
+from api.ws.keepalive import ping_wheel
+
+#: what an answered handshake request is left holding (never mutated)
+_NO_HEADERS = Headers()
 
 
 class Inbox:
@@ -120,3 +132,60 @@ class Gate:
                 waiters.remove(waiter)
                 if not waiters:
                     self._waiters = None
+
+
+class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
+    __slots__ = (
+        "close_sent",
+        "close_timer",
+        "conn",
+        "curr_msg_data_type",
+        "disconnected",
+        "frames",
+        "handshake_complete",
+        "handshake_initiated",
+        "last_ping_rtt",
+        "pending_ping_payload",
+        "ping_sent_at",
+        "ping_tick",
+        "ping_timer",
+        "pong_timer",
+        "queue",
+        "read_paused",
+        "request",
+        "response",
+        "scope",
+        "transport",
+        "writable",
+    )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        #: when the next keepalive ping is due (a ``PingWheel`` tick); None: not scheduled
+        self.ping_tick: int | None = None
+        super().__init__(*args, **kwargs)
+        self.queue = Inbox()  # type: ignore[assignment]
+        self.writable = Gate()  # type: ignore[assignment]
+
+    async def send(self, message: Any) -> None:
+        await super().send(message)
+        if self.handshake_complete and self.response is not None:
+            # The handshake is answered: its headers are not read again (the scope has its own copy).
+            # websockets' parser keeps the request object itself, so it is emptied.
+            self.request.headers = _NO_HEADERS
+            self.response = None  # type: ignore[assignment]
+
+    # -- keepalive: uvicorn sends the pings and keeps the pong deadline; the wheel says when
+
+    def schedule_ping(self) -> None:
+        assert self.ping_interval is not None
+        self.ping_tick = ping_wheel(self.loop).add(self, max(0.0, self.ping_interval - self.last_ping_rtt))
+
+    def ping_due(self) -> None:
+        self.ping_tick = None
+        self.send_keepalive_ping()
+
+    def stop_keepalive(self) -> None:
+        if self.ping_tick is not None:
+            ping_wheel(self.loop).discard(self, self.ping_tick)
+            self.ping_tick = None
+        super().stop_keepalive()
