@@ -153,6 +153,7 @@ def replica(settings: Settings) -> uvicorn.Server:
     config = uvicorn.Config(
         # X-Forwarded-* believed from HERALD_TRUSTED_PROXIES only (not uvicorn's proxy_headers: see api.proxy)
         TrustedProxies(app, settings.trusted_proxies),
+        interface="asgi3",  # TrustedProxies.__call__ returns the app's awaitable (not a coroutine function)
         host=settings.host,
         port=settings.port,
         loop="uvloop",

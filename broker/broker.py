@@ -31,6 +31,8 @@ UNAVAILABLE = "redis is unavailable"
 
 
 class _Subscription:
+    __slots__ = ("_catchup", "_closed", "_first", "broker", "channel", "offset", "recovered")  # one per socket
+
     def __init__(self, broker: RedisBroker, channel: str, catchup: CatchUp) -> None:
         self.broker = broker
         self.channel = channel

@@ -92,6 +92,8 @@ class TokenBucket:
 
 
 class ChatProtocol:
+    __slots__ = ("bucket", "max_bytes", "rate_limited")  # one per socket
+
     def __init__(self, *, max_bytes: int, bucket: TokenBucket) -> None:
         self.max_bytes = max_bytes
         self.bucket = bucket

@@ -8,6 +8,8 @@ websockets-sansio, selected with ``Config(ws=HeraldWebSocketProtocol)``) puts a
 ``FrameWriter`` in ``scope["extensions"]`` so the app can frame an event once
 and hand the bytes to each socket's transport synchronously.
 
+It builds on ``api.ws.lean.LeanWebSocketProtocol``: uvicorn's protocol with less held per idle socket.
+
 Under any other server the extension is absent and ``Connection`` falls back to
 its queue and writer task: same behaviour, more CPU.
 
@@ -36,12 +38,12 @@ import struct
 from collections.abc import Callable
 from typing import Any
 
-from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.exceptions import SecurityError
 from websockets.frames import Frame, Opcode
 
 from api.errors import CLOSE_CODE_EXPLANATIONS, CloseCode
 from api.ws.coalesce import flusher_for
+from api.ws.lean import LeanWebSocketProtocol
 
 EXTENSION = "herald.frame_writer"
 
@@ -152,19 +154,20 @@ def frame_reader(websocket: Any) -> FrameReader | None:
     return extension.get("reader") if extension is not None else None
 
 
-class HeraldWebSocketProtocol(WebSocketsSansIOProtocol):
-    frame_writer: FrameWriter | None = None
-    frame_reader: FrameReader | None = None
+class HeraldWebSocketProtocol(LeanWebSocketProtocol):
+    __slots__ = ("frame_reader", "frame_writer", "lingering", "unread_pongs")  # per socket (api.ws.lean)
     #: pongs answered while the transport is paused before the peer is closed 1013 (``HERALD_SEND_QUEUE``)
     send_bound: int = 1000
     #: seconds a closed slow peer keeps its TCP connection to read what is buffered (``HERALD_SLOW_CLOSE_S``)
     slow_close_s: float = 30.0
-    #: pongs answered since the transport was last paused
-    unread_pongs: int = 0
-    #: closed as a slow peer: input is dropped, the connection ends when the peer closes or is cut
-    lingering: bool = False
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.frame_writer: FrameWriter | None = None
+        self.frame_reader: FrameReader | None = None
+        #: pongs answered since the transport was last paused
+        self.unread_pongs = 0
+        #: closed as a slow peer: input is dropped, the connection ends when the peer closes or is cut
+        self.lingering = False
         super().__init__(*args, **kwargs)
         # websockets logs every frame and handshake header at DEBUG: tokens, Authorization headers and
         # connection_init payloads (truncated past what redaction can recognise). Never (SPEC §7).

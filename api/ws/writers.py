@@ -93,7 +93,9 @@ class PreparedFrameWriter:
         self._limit = limit
         self._counts = counts
         self._overflow = overflow
-        self._pending: deque[bytes] = deque()
+        # frames waiting while the transport is paused (or before ``start``): made on first need, dropped once
+        # drained, so an idle socket holds no deque
+        self._pending: deque[bytes] | None = None
         self._drained: asyncio.Event | None = None
         self._live = False
         self.closed = False
@@ -111,6 +113,8 @@ class PreparedFrameWriter:
         frames, pending = self._frames, self._pending
         if self._live and not pending and not frames.paused:
             frames.write(frame)
+        elif pending is None:
+            self._pending = deque((frame,))
         elif len(pending) < self._limit:
             pending.append(frame)
         else:
@@ -125,8 +129,10 @@ class PreparedFrameWriter:
             return
         while pending and not frames.paused and not self.closed:
             frames.write(pending.popleft())
-        if not pending and self._drained is not None:
-            self._drained.set()
+        if not pending:
+            self._pending = None
+            if self._drained is not None:
+                self._drained.set()
 
     async def put(self, frame: str) -> None:
         # once everything before it went out and the transport takes more: a replay never piles up here
@@ -145,7 +151,7 @@ class PreparedFrameWriter:
 
     def discard(self) -> None:
         self.closed = True
-        self._pending.clear()
+        self._pending = None
         if self._drained is not None:
             self._drained.set()
 

@@ -66,6 +66,11 @@ def test_the_methods_herald_overrides_or_calls_keep_their_signatures() -> None:
         "send": ["self", "message"],
         "handle_close": ["self", "event"],
         "shutdown": ["self"],
+        # keepalive pings (api.ws.keepalive): Herald schedules them, uvicorn sends them and keeps the pong deadline
+        "start_keepalive": ["self"],
+        "schedule_ping": ["self"],
+        "send_keepalive_ping": ["self"],
+        "stop_keepalive": ["self"],
     }
     for name, parameters in expected.items():
         method = getattr(WebSocketsSansIOProtocol, name, None)
