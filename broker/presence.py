@@ -118,7 +118,7 @@ class Presence:
         args = ["enter", member, entry.user, self._expiry_ms(), *announce, *query.script_args()]
         try:
             reply = list(await self._script(keys, [keys.stream, keys.meta], args))
-        except Unavailable:
+        except BaseException:  # Unavailable, or cancelled: an entry that may exist then expires unrefreshed
             self._forget(keys.channel, member)  # else the refresh would keep an entry nobody exits
             raise
         page = query.parse_script(reply.pop(1))

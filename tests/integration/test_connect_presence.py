@@ -3,7 +3,8 @@
 Two in-process replicas on one redis-server. A subscriber's presence entry and its join go out in the
 round trip that reads where the room stands (tests/integration/test_connect_cost.py counts it), so
 the entry exists before the welcome and replay are sent: when those fail (a client that never reads
-its replay, here), the entry is exited again and the room is told with a ``leave``.
+its replay, here), the entry is exited again and the room is told with a ``leave``; when the start itself
+fails (Redis gone), this replica keeps no entry alive.
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ import orjson
 import pytest
 from websockets.asyncio.client import ClientConnection
 
-from broker import BrokerOptions, open_broker
-from tests.helpers.chat import Frame, connect, frame_where, raw_handshake, say, send
+from broker import BrokerOptions, PresenceEntry, Unavailable, open_broker
+from broker.keys import ChannelKeys
+from tests.helpers.chat import Frame, connect, frame_where, raw_handshake, say, send, wait_until
 from tests.helpers.inprocess import InProcessReplica
 from tests.helpers.servers import RedisServer
 
@@ -117,3 +119,30 @@ async def test_a_subscriber_whose_replay_fails_leaves_the_room_again(
     finally:
         stalled.close()
     await observer.close()
+
+
+async def test_a_start_that_redis_failed_leaves_no_entry_behind(own_redis: RedisServer, key_prefix: str) -> None:
+    """Broker level: the entry a failed start would have made is not kept alive by this replica's refresh
+    (which re-adds the entries it holds when Redis lost them, as after this restart)."""
+    broker = open_broker(own_redis.url, BrokerOptions(replica_id="r", prefix=key_prefix, presence_ttl_s=0.3))
+    await broker.start()
+    broker.presence.start()
+    entries = ChannelKeys.of(key_prefix, "chat:x").presence
+    try:
+        held = await broker.subscribe("chat:x", lambda event: None)  # the channel stays subscribed meanwhile
+        await broker.presence.enter("chat:x", "stayer", "s")
+        own_redis.stop()
+        with pytest.raises(Unavailable):
+            await broker.subscribe("chat:x", lambda event: None, presence=PresenceEntry("ghost", "g"))
+        own_redis.start()
+        client = own_redis.client()
+
+        def refreshed() -> bool:  # the restarted Redis is empty: the refresh put back what this replica holds
+            return client.zscore(entries, "stayer\0r:s") is not None
+
+        await asyncio.to_thread(wait_until, refreshed, 5, "the presence refresh after the restart")
+        assert [member.split(b"\0")[0] for member in client.zrange(entries, 0, -1)] == [b"stayer"]
+        await held.close()
+    finally:
+        await broker.presence.stop()
+        await broker.close()
