@@ -23,6 +23,7 @@ from broker.keys import ChannelKeys
 from tests.helpers.chat import Frame, connect, frame_where, raw_handshake, say, send, wait_until
 from tests.helpers.inprocess import InProcessReplica
 from tests.helpers.servers import RedisServer
+from tests.helpers.sse import opened, post_many, sse
 
 pytestmark = [pytest.mark.redis]
 
@@ -77,6 +78,23 @@ async def test_the_join_reaches_the_other_replica_once_and_never_the_joiner(repl
     assert await presence(observer) == ["ann", "olga"]
     for ws in (ann, ann_tab, observer):
         await ws.close()
+
+
+async def test_an_sse_reader_is_not_told_of_its_own_join(replicas: Replicas) -> None:
+    a, b = replicas
+    room = f"r{uuid.uuid4().hex[:8]}"
+    observer, _ = await connect(a.ws, room, user="olga")
+    async with sse(b.http, f"/sse/chat/{room}", user="ann") as reader:
+        await opened(reader)
+        assert (await frame_where(observer, membership))["user"] == "ann"  # her join went out
+        await post_many(a, room, ["barrier"])
+        events = []
+        while not events or events[-1].event != "message":
+            event = await reader.next()
+            assert event is not None
+            events.append(event)
+    assert [event.event for event in events] == ["message"]
+    await observer.close()
 
 
 async def fill(url: str, prefix: str, room: str) -> None:
