@@ -2,7 +2,8 @@
 
 The encoders here are ``Event.memo`` keys: each runs once per event per replica and every local
 subscriber gets the same text. ``send_backlog`` is the welcome-then-replay step both transports
-share: subscribe (buffering) -> welcome -> replay page by page with backpressure -> live.
+share: subscribe (buffering; presence entered in the same round trip, ``api.presence``) -> welcome ->
+replay page by page with backpressure -> live.
 ``replay_frame`` and ``live_sink`` say once who sees what: never one's own join/leave, and a gap ends
 the subscriber with 4010 so that it resumes with ``since``.
 """

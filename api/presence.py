@@ -9,7 +9,17 @@ from __future__ import annotations
 import logging
 
 from api.models import dumps, now
-from broker import Broker, PresenceChange, Unavailable, chat_channel
+from broker import (
+    Broker,
+    Offset,
+    OutcomeUnknown,
+    PresenceChange,
+    PresenceEntry,
+    Sink,
+    Subscription,
+    Unavailable,
+    chat_channel,
+)
 
 log = logging.getLogger(__name__)
 
@@ -29,14 +39,19 @@ class RoomPresence:
     async def stop(self) -> None:
         await self._presence.stop()
 
-    async def enter(self, room: str, user: str, connection: str) -> None:
+    async def subscribe(self, room: str, user: str, connection: str, sink: Sink, since: Offset | None) -> Subscription:
+        """A chat subscriber's start: subscribe to the room and enter its presence in one round trip (the join
+        frame goes out with it when this is the user's first connection). From here on the caller owns the entry:
+        ``exit`` it whatever happens next (a failed welcome or replay included). Raises ``Unavailable``."""
+        entry = PresenceEntry(user, connection, announce=membership_frame("join", room, user))
         try:
-            # the join frame goes out in the same round trip when this is the user's first connection
-            join = membership_frame("join", room, user)
-            change = await self._presence.enter(chat_channel(room), user, connection, announce=join)
-            await self._departed_in(room, change)
-        except Unavailable:
-            log.warning("presence not recorded for %s in %s: redis is unavailable", user, room)
+            subscription = await self._broker.subscribe(chat_channel(room), sink, since, presence=entry)
+        except OutcomeUnknown:
+            await self.exit(room, user, connection)  # the enter may have happened
+            raise
+        if subscription.presence is not None:
+            await self._departed_in(room, subscription.presence)
+        return subscription
 
     async def exit(self, room: str, user: str, connection: str) -> None:
         try:
@@ -59,5 +74,8 @@ class RoomPresence:
     async def _departed_in(self, room: str, change: PresenceChange) -> None:
         """Users whose entries the call purged (their replica died): rare, so a publish each."""
         channel = chat_channel(room)
-        for departed in change.departed:
-            await self._broker.publish_ephemeral(channel, membership_frame("leave", room, departed))
+        try:
+            for departed in change.departed:
+                await self._broker.publish_ephemeral(channel, membership_frame("leave", room, departed))
+        except Unavailable:
+            log.warning("leave of departed users not announced in %s: redis is unavailable", room)

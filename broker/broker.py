@@ -16,7 +16,15 @@ from broker import history
 from broker.catchup import CatchUp, Read, replay_pages
 from broker.connect import create_redis, is_memory, redact, text
 from broker.errors import REDIS_FAILURES, Duplicate, Unavailable
-from broker.facade import BrokerOptions, BrokerStats, NodeLinks, Published, StoredBook
+from broker.facade import (
+    BrokerOptions,
+    BrokerStats,
+    NodeLinks,
+    PresenceChange,
+    PresenceEntry,
+    Published,
+    StoredBook,
+)
 from broker.history import HistoryPage, PageQuery
 from broker.hub import Hub
 from broker.keys import BOOKS_CHANNEL, ChannelKeys, book_index_key, book_key, idempotency_key
@@ -31,13 +39,23 @@ UNAVAILABLE = "redis is unavailable"
 
 
 class _Subscription:
-    __slots__ = ("_catchup", "_closed", "_first", "broker", "channel", "offset", "recovered")  # one per socket
+    __slots__ = (
+        "_catchup",
+        "_closed",
+        "_first",
+        "broker",
+        "channel",
+        "offset",
+        "presence",
+        "recovered",
+    )  # one per socket
 
     def __init__(self, broker: RedisBroker, channel: str, catchup: CatchUp) -> None:
         self.broker = broker
         self.channel = channel
         self.recovered: bool | None = None
         self.offset: Offset | None = None
+        self.presence: PresenceChange | None = None
         self._catchup = catchup
         self._first: list[Event] = []
         self._closed = False
@@ -157,15 +175,22 @@ class RedisBroker:
 
     # -- subscribing and history -------------------------------------------------------
 
-    async def subscribe(self, channel: str, sink: Sink, since: Offset | None = None) -> _Subscription:
+    async def subscribe(
+        self, channel: str, sink: Sink, since: Offset | None = None, *, presence: PresenceEntry | None = None
+    ) -> _Subscription:
         position = parse_offset(since) if since is not None else None
         catchup = CatchUp(sink, position, buffer_limit=self.options.buffer_limit, from_newest=since is None)
+        # SUBSCRIBE confirmed before the read: an event published in between is both read and buffered
         await self.listener.attach(channel, catchup)
         subscription = _Subscription(self, channel, catchup)
         request = catchup.next_read()
         assert request is not None
         try:
-            page = await self.read_page(channel, request)
+            if presence is None:
+                page = await self.read_page(channel, request)
+            else:  # one round trip: presence enter, its join and this read in one script call
+                query = PageQuery(self.keys(channel), request.after, request.count)
+                subscription.presence, page = await self.presence.enter_reading(presence, query)
         except Unavailable:
             await subscription.close()
             raise

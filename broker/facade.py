@@ -92,6 +92,17 @@ class PresenceChange:
     departed: list[str]
 
 
+@dataclass(frozen=True, slots=True)
+class PresenceEntry:
+    """A connection entering presence as it subscribes (``Broker.subscribe(..., presence=...)``)."""
+
+    user: str
+    #: unique among this replica's connections
+    connection: str
+    #: an ephemeral frame published to the channel, in the same round trip, when this is the user's first connection
+    announce: str | None = None
+
+
 #: told (channel, users) when a refresh purged users whose every entry expired (their replica died)
 OnDeparted = Callable[[str, list[str]], Awaitable[None]]
 
@@ -128,6 +139,8 @@ class Subscription(Protocol):
     recovered: bool | None
     #: the channel's newest retained offset when subscribing; None when it has none
     offset: Offset | None
+    #: what entering presence changed, when ``subscribe`` was given a ``PresenceEntry``; else None
+    presence: PresenceChange | None
 
     def replay(self) -> AsyncIterator[list[Event]]: ...
 
@@ -163,7 +176,18 @@ class Broker(Protocol):
     async def publish_ephemeral(self, channel: str, frame: str) -> None:
         """Announce ``frame`` to the channel's current listeners; not stored, never replayed."""
 
-    async def subscribe(self, channel: str, sink: Sink, since: Offset | None = None) -> Subscription: ...
+    async def subscribe(
+        self, channel: str, sink: Sink, since: Offset | None = None, *, presence: PresenceEntry | None = None
+    ) -> Subscription:
+        """Register ``sink`` (buffering; see ``Subscription``) and read where the channel stands.
+
+        The channel's pub/sub subscription is confirmed first, then the read (the newest offset, or
+        the first page after ``since``) goes out, so no event falls in between. With ``presence`` the
+        same script call enters it (and announces the join): one round trip for a subscriber's start.
+        The caller then owns the entry and must ``presence.exit`` it, also when the replay fails.
+        Raises ``Unavailable`` (nothing subscribed, nothing entered; an ``OutcomeUnknown``, though,
+        may have entered: exit it).
+        """
 
     async def history(self, channel: str, since: Offset | None = None, limit: int = 100) -> list[Event]:
         """Retained events, oldest first: the first ``limit`` after ``since``, or else the last ``limit``."""

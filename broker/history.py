@@ -99,6 +99,29 @@ class PageQuery:
             origin=parse_offset(text(origin)) if origin is not None else None,
         )
 
+    def script_args(self) -> list[str]:
+        """This read as ``lua/presence.lua``'s read arguments (an enter that reads in the same round trip)."""
+        if self.after is None:
+            return ["newest", "", ""]
+        start = "" if parse_offset(self.after) == LAST_POSITION else f"({normalise(self.after)}"
+        return ["page", start, "" if self.limit is None else str(self.limit)]
+
+    def parse_script(self, page: list[Any]) -> HistoryPage:
+        """The page ``lua/presence.lua`` read for ``script_args()``: the newest id, then (a page read) the
+        bounds and the entries as id, data, id, data..."""
+        channel = self.keys.channel
+        newest_id = text(page[0]) if page[0] is not None else None
+        if self.after is None:
+            return HistoryPage(channel, events=[], newest=newest_id, trimmed=None)
+        trimmed, origin, entries = page[1], page[2], page[3:]
+        return HistoryPage(
+            channel=channel,
+            events=[Event.stored(channel, text(entries[i]), text(entries[i + 1])) for i in range(0, len(entries), 2)],
+            newest=newest_id,
+            trimmed=parse_offset(text(trimmed)) if trimmed is not None else None,
+            origin=parse_offset(text(origin)) if origin is not None else None,
+        )
+
 
 async def read_latest(client: redis.Redis | RedisCluster, keys: ChannelKeys, limit: int) -> list[Event]:
     """The last ``limit`` retained events, oldest first."""

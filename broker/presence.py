@@ -22,7 +22,8 @@ from redis.asyncio.cluster import RedisCluster
 
 from broker.connect import text
 from broker.errors import REDIS_FAILURES, Unavailable
-from broker.facade import OnDeparted, PresenceChange
+from broker.facade import OnDeparted, PresenceChange, PresenceEntry
+from broker.history import HistoryPage, PageQuery
 from broker.keys import ChannelKeys
 
 SEPARATOR = "\0"
@@ -73,13 +74,14 @@ class Presence:
         return f"{user}{SEPARATOR}{self._replica}:{connection}"
 
     async def _call(self, channel: str, *args: Any) -> list[str]:
-        keys = ChannelKeys.of(self._prefix, channel)
+        return [text(item) for item in await self._script(ChannelKeys.of(self._prefix, channel), [], list(args))]
+
+    async def _script(self, keys: ChannelKeys, more_keys: list[str], args: list[Any]) -> Any:
         now_ms = int(self._clock() * 1000)
         try:
-            reply = await self._run([keys.presence, keys.presence + ":lex"], [args[0], now_ms, *args[1:]])
+            return await self._run([keys.presence, keys.presence + ":lex", *more_keys], [args[0], now_ms, *args[1:]])
         except REDIS_FAILURES as exc:
             raise Unavailable("redis is unavailable") from exc
-        return [text(item) for item in reply]
 
     def _expiry_ms(self) -> int:
         return int((self._clock() + self.ttl_s) * 1000)
@@ -102,15 +104,38 @@ class Presence:
         extra = self._announcing(channel, announce)
         return self._change(await self._call(channel, "enter", member, user, self._expiry_ms(), *extra))
 
+    async def enter_reading(self, entry: PresenceEntry, query: PageQuery) -> tuple[PresenceChange, HistoryPage]:
+        """``enter`` and ``query``'s read in one script call: a subscriber's start (``RedisBroker.subscribe``).
+
+        The channel's stream and meta share the presence keys' hash tag: on a cluster, one slot's master runs
+        it. Raises ``Unavailable`` with the entry forgotten here (an ``OutcomeUnknown`` may have entered it).
+        """
+        keys = query.keys
+        member = self._member(entry.user, entry.connection)
+        local = self._local.setdefault(keys.channel, set())
+        local.add(member)
+        announce = self._announcing(keys.channel, entry.announce) or ["", "", ""]
+        args = ["enter", member, entry.user, self._expiry_ms(), *announce, *query.script_args()]
+        try:
+            reply = list(await self._script(keys, [keys.stream, keys.meta], args))
+        except BaseException:  # Unavailable, or cancelled: an entry that may exist then expires unrefreshed
+            self._forget(keys.channel, member)  # else the refresh would keep an entry nobody exits
+            raise
+        page = query.parse_script(reply.pop(1))
+        return self._change([text(item) for item in reply]), page
+
     async def exit(self, channel: str, user: str, connection: str, announce: str | None = None) -> PresenceChange:
         """Drop the connection; when it was the user's last, publish ``announce`` in the same script call."""
         member = self._member(user, connection)
+        self._forget(channel, member)
+        return self._change(await self._call(channel, "exit", member, user, *self._announcing(channel, announce)))
+
+    def _forget(self, channel: str, member: str) -> None:
         members = self._local.get(channel)
         if members is not None:
             members.discard(member)
             if not members:
                 del self._local[channel]
-        return self._change(await self._call(channel, "exit", member, user, *self._announcing(channel, announce)))
 
     async def users(self, channel: str) -> list[str]:
         """Live users of the channel, distinct and sorted. Users this call purged go to ``on_departed``."""

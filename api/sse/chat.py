@@ -1,12 +1,13 @@
 """``GET /sse/chat/{room}``: a chat room as server-sent events (SPEC §10).
 
-The same steps as the chat WebSocket (``api.chat_feed``): subscribe (buffering) -> welcome ->
-paged replay with backpressure -> live. Each event's SSE text is built once per event per
-replica (``Event.memo``). Message events carry ``id: OFFSET``, so a reconnecting ``EventSource``
-resumes with ``Last-Event-ID``, which works as ``since`` (and wins over it). Without ``since``
-the welcome carries ``id:`` too (the room's newest offset, or ``0`` for an empty room), so even a
-client that saw no message yet resumes from where it joined. A gap, a drain, a slow consumer or an
-expired token end the stream after an ``event: close`` naming the WebSocket close code.
+The same steps as the chat WebSocket (``api.chat_feed``): subscribe (buffering) and enter presence
+in one round trip -> welcome -> paged replay with backpressure -> live; presence is exited however
+it ends. Each event's SSE text is built once per event per replica (``Event.memo``). Message
+events carry ``id: OFFSET``, so a reconnecting ``EventSource`` resumes with ``Last-Event-ID``,
+which works as ``since`` (and wins over it). Without ``since`` the welcome carries ``id:`` too (the
+room's newest offset, or ``0`` for an empty room), so even a client that saw no message yet resumes
+from where it joined. A gap, a drain, a slow consumer or an expired token end the stream after an
+``event: close`` naming the WebSocket close code.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from api.origins import origin_policy
 from api.sse.response import EventStream200, EventStreamResponse
 from api.sse.stream import EventStream, sse_event
 from api.state import AppState
-from broker import Event, Unavailable, chat_channel, is_offset
+from broker import Event, Unavailable, is_offset
 
 router = APIRouter(tags=["sse"])
 
@@ -93,7 +94,8 @@ async def _serve(stream: EventStream, room: str, principal: Principal, since: st
     sink = live_sink(user, lambda event: stream.push(event.memo(sse_chat_bytes)), stream.end)
 
     try:
-        subscription = await state.broker.subscribe(chat_channel(room), sink, since)
+        # subscribed and present in one round trip; the own join frame it announces is dropped by ``sink``
+        subscription = await state.presence.subscribe(room, user, stream.id, sink, since)
     except Unavailable:
         stream.end(CloseCode.TRY_AGAIN_LATER, UNAVAILABLE)
         return
@@ -113,12 +115,11 @@ async def _serve(stream: EventStream, room: str, principal: Principal, since: st
             stream.end(CloseCode.TRY_AGAIN_LATER, UNAVAILABLE)
             return
         expiry = on_expiry(principal.expires_at, stream.end, CloseCode.POLICY_VIOLATION)
-        await state.presence.enter(room, user, stream.id)
-        try:
-            await stream.serve()
-        finally:
-            await state.presence.exit(room, user, stream.id)
+        await stream.serve()
     finally:
         if expiry is not None:
             expiry.cancel()
-        await subscription.close()
+        try:
+            await state.presence.exit(room, user, stream.id)  # however the stream ended, a failed welcome included
+        finally:
+            await subscription.close()

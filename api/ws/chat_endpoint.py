@@ -1,7 +1,8 @@
 """``/ws/chat/{room}``: the runner around ``ChatProtocol``.
 
-Order matters for "no gap, no duplicate": subscribe (buffering) -> welcome ->
-replay, page by page with backpressure -> live -> start the writer. Refusals
+Order matters for "no gap, no duplicate": subscribe (buffering) and enter presence,
+in one round trip -> welcome -> replay, page by page with backpressure -> live ->
+start the writer; presence is exited however that ends. Refusals
 happen before ``accept()`` so the client sees HTTP 403 and no socket opens.
 A gap (stored events this client can no longer get) closes the socket with
 4010, so the client resumes with ``since`` and learns ``recovered: false``.
@@ -24,7 +25,7 @@ from api.state import AppState
 from api.ws.chat_frames import ChatFrames
 from api.ws.connection import Connection
 from api.ws.fastpath import frame_reader
-from broker import Event, Subscription, Unavailable, chat_channel
+from broker import Event, Subscription, Unavailable
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +70,6 @@ async def chat_socket(websocket: WebSocket) -> None:
 
 
 async def _serve(websocket: WebSocket, conn: Connection, room: str, principal: Principal, state: AppState) -> None:
-    channel = chat_channel(room)
     user = principal.user
 
     frame = replay_frame(user, chat_frame)
@@ -77,7 +77,8 @@ async def _serve(websocket: WebSocket, conn: Connection, room: str, principal: P
 
     since = websocket.query_params.get("since")
     try:
-        subscription = await state.broker.subscribe(channel, sink, since)
+        # subscribed and present in one round trip; the own join frame it announces is dropped by ``sink``
+        subscription = await state.presence.subscribe(room, user, conn.id, sink, since)
     except Unavailable:
         await conn.close(CloseCode.TRY_AGAIN_LATER, "redis is unavailable; retry with since")
         return
@@ -93,15 +94,14 @@ async def _serve(websocket: WebSocket, conn: Connection, room: str, principal: P
             return
         conn.start_writer()
         conn.expire_at(principal.expires_at, CloseCode.POLICY_VIOLATION)
-        await state.presence.enter(room, user, conn.id)
-        try:
-            await _receive_loop(websocket, conn, room, user, state)
-        finally:
-            await state.presence.exit(room, user, conn.id)
+        await _receive_loop(websocket, conn, room, user, state)
     except (WebSocketDisconnect, OSError, RuntimeError):
         pass
     finally:
-        await subscription.close()
+        try:
+            await state.presence.exit(room, user, conn.id)  # however the socket ended, the welcome's failure included
+        finally:
+            await subscription.close()
 
 
 async def _welcome(

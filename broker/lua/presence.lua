@@ -10,8 +10,14 @@
 --             its command (PUBLISH, SPUBLISH on a cluster) and a payload, published when the flag is 1
 --             (the join / leave frame: one round trip for the presence change and its announcement)
 -- refresh:    ARGV[3] expiry (ms), ARGV[4..] members (re-added when missing: Redis may have lost them)
+-- enter with a read (a subscriber's start: presence, join and where the channel stands in one round trip):
+--             KEYS[3] the channel's stream, KEYS[4] its meta hash (same hash tag), ARGV[6..8] as above
+--             ('' when nothing is announced), ARGV[9] "newest" (only the newest offset) or "page",
+--             ARGV[10] the page's XRANGE start ("(<ms>-<seq>"; '' when nothing can follow), ARGV[11] its
+--             COUNT ('' for all); see broker.history.PageQuery.script_args
 --
--- Returns { flag, users... }:
+-- Returns { flag, users... } (an enter with a read: { flag, page, ... }, the page being
+-- { newest id or nil, [trimmed or nil, origin or nil, id, data, id, data...] }):
 --   enter: flag 1 when this is the user's first live connection
 --   exit:  flag 1 when that was the user's last live connection
 --   list:  flag 0, then every live user (distinct, sorted)
@@ -77,8 +83,28 @@ local function announce(at)
 end
 if op == 'enter' then announce(6) elseif op == 'exit' then announce(5) end
 
+-- The channel's bounds and first page, as broker.history.PageQuery reads them in a MULTI.
+local function read_page()
+  local newest = redis.call('XREVRANGE', KEYS[3], '+', '-', 'COUNT', 1)
+  local page = { newest[1] and newest[1][1] or false }
+  if ARGV[9] ~= 'page' then return page end
+  local bounds = redis.call('HMGET', KEYS[4], 'trimmed', 'origin')
+  page[2], page[3] = bounds[1], bounds[2]
+  if ARGV[10] == '' then return page end
+  local range = { 'XRANGE', KEYS[3], ARGV[10], '+' }
+  if ARGV[11] ~= '' then table.insert(range, 'COUNT'); table.insert(range, ARGV[11]) end
+  for _, entry in ipairs(redis.call(unpack(range))) do
+    local fields = entry[2]
+    for i = 1, #fields, 2 do
+      if fields[i] == 'd' then table.insert(page, entry[1]); table.insert(page, fields[i + 1]) end
+    end
+  end
+  return page
+end
+
 if #departed > 0 then
   table.insert(result, '')
   for _, user in ipairs(departed) do table.insert(result, user) end
 end
+if op == 'enter' and KEYS[3] then table.insert(result, 2, read_page()) end
 return result

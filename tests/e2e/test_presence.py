@@ -40,14 +40,9 @@ async def next_membership_or_barrier(ws: ClientConnection, barrier: str) -> Fram
 
 
 async def join(base_ws: str, user: str) -> ClientConnection:
-    """Connect and return once the replica has recorded the socket's presence.
-
-    The welcome comes first and presence right after it; the socket's own frames are read only
-    then, so its first pong proves the entry exists.
-    """
+    """Connect and return once the replica has recorded the socket's presence: it is entered in the
+    round trip that reads where the room stands, before the welcome is sent, so the welcome proves it."""
     ws, _ = await connect(base_ws, ROOM, user=user)
-    await send(ws, {"type": "ping"})
-    await frame_where(ws, lambda f: f["type"] == "pong")
     return ws
 
 

@@ -18,7 +18,7 @@ import pytest
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 
-from broker import SINCE_START, BrokerOptions, Event, Subscription, open_broker, parse_offset
+from broker import SINCE_START, BrokerOptions, Event, PresenceEntry, Subscription, open_broker, parse_offset
 from broker.broker import RedisBroker
 from tests.conftest import MS
 from tests.helpers.servers import RedisServer
@@ -374,6 +374,49 @@ async def test_ephemeral_events_reach_listeners_without_an_offset_and_are_never_
     assert replayed.events == []
     for sub in (subscription, later):
         await sub.close()
+
+
+# -- a subscriber's start with presence (one round trip) --------------------------------------------
+
+
+def entry(user: str, connection: str) -> PresenceEntry:
+    return PresenceEntry(user, connection, announce=f'{{"type":"join","user":"{user}"}}')
+
+
+async def test_a_subscriber_entering_presence_reads_what_a_plain_one_reads(broker_factory: BrokerFactory) -> None:
+    broker = await broker_factory(history_size=5)
+    offsets = await publish_many(broker, "chat:p", 8)  # offsets[0:3] trimmed
+    ms, seq = parse_offset(offsets[-1])
+    for n, since in enumerate((None, SINCE_START, offsets[1], offsets[2], offsets[5], offsets[-1], f"{ms + 1}-{seq}")):
+        plain, got_plain = await join(broker, "chat:p", since)
+        present = await broker.subscribe("chat:p", Collector(), since, presence=entry("ann", f"c{n}"))
+        assert present.presence is not None and present.presence.changed is (n == 0), since
+        assert (present.offset, present.recovered) == (plain.offset, plain.recovered), since
+        stored = [event.offset for event in await replayed(present) if event.offset is not None]
+        assert stored == got_plain.offsets, since
+        await plain.close()
+        await present.close()
+    assert await broker.presence.users("chat:p") == ["ann"]
+
+
+async def test_the_join_reaches_every_listener_once_the_joiner_included(broker: Broker) -> None:
+    """Announced after the subscriber's own SUBSCRIBE, in the call that reads where it starts: it hears
+    everything from its own entry on (the app drops its own join)."""
+    observer, seen = await join(broker, "chat:j")
+    got = Collector()
+    subscription = await broker.subscribe("chat:j", got, presence=entry("bob", "c1"))
+    got.events.extend(await replayed(subscription))
+    again = await broker.subscribe("chat:j", Collector(), presence=entry("bob", "c2"))  # bob's second tab: no join
+    assert subscription.presence is not None and subscription.presence.changed
+    assert again.presence is not None and not again.presence.changed
+    await barrier(broker, "chat:j", seen, got)
+    for collector in (seen, got):
+        assert [event.data for event in collector.events if event.offset is None] == ['{"type":"join","user":"bob"}']
+    for each in (observer, subscription, again):
+        await each.close()
+    for connection in ("c1", "c2"):
+        await broker.presence.exit("chat:j", "bob", connection)
+    assert await broker.presence.users("chat:j") == []
 
 
 async def test_an_event_published_on_one_replica_reaches_sinks_on_another(replicas: BrokerFactory) -> None:
