@@ -4,7 +4,9 @@ A redis-py pipeline costs, per batch, a pool checkout and release, a command sta
 per command and a ``read_response()`` (with its timeout scope) per reply: the biggest item of a publish in
 the W4 profile (README, "Benchmarks"). Here one connection taken from the client's pool (so it shares the
 pool's settings, Sentinel's master look-up and its close) is kept for the publisher: ``call()`` packs the
-commands with redis-py's own encoder, writes them at once and takes the replies out of the hiredis reader
+commands (``broker.resp``: the bytes redis-py would send, without its per-argument machinery), hands them to
+the connection's transport in one write (redis-py's ``send_packed_command`` wraps each write in
+``asyncio.wait_for``, a task per batch on Python 3.11) and takes the replies out of the hiredis reader
 (``broker.replies``) as they come. Exactly the same commands reach Redis: one EVALSHA per publish.
 
 Errors: a reply error is returned as a value (like ``execute(raise_on_error=False)``); a connection that
@@ -22,8 +24,10 @@ from typing import Any
 
 import redis.asyncio as redis
 from redis.asyncio.connection import AbstractConnection
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from broker.replies import BatchReader
+from broker.resp import pack
 
 
 class ScriptWire:
@@ -43,7 +47,11 @@ class ScriptWire:
             return await self._pipeline(commands)
         try:
             async with asyncio.timeout(self._timeout_s):
-                await conn.send_packed_command(conn.pack_commands(commands), check_health=False)
+                writer = conn._writer
+                if writer is None:
+                    raise RedisConnectionError("the connection is closed")
+                # the write never waits: a batch is bounded and its replies are read before the next one
+                writer.write(pack(commands, conn.encoder))
                 replies: list[Any] = []
                 while len(replies) < len(commands):
                     replies += await reader.read()
