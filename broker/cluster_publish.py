@@ -252,6 +252,13 @@ class ClusterScript(SlotCommands):
         """``Publisher.run``'s signature."""
         return await self(keys, args)
 
+    def submit(self, keys: Sequence[str], args: Sequence[Any]) -> asyncio.Future[Any]:
+        """``Publisher.submit``'s signature (here a task per call: placement needs its awaits)."""
+        task = asyncio.ensure_future(self(keys, args))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
     def _spawn(self, coro: Any) -> None:
         task = asyncio.create_task(coro)
         self._tasks.add(task)

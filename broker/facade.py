@@ -8,6 +8,7 @@ server, Sentinel, Cluster); what differs per topology is ``broker.wiring.Parts``
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -172,6 +173,10 @@ class Broker(Protocol):
         ``key``: an idempotency key; a repeat within the TTL publishes nothing and returns the
         first publish's offset. Raises ``Unavailable`` (nothing happened) or ``OutcomeUnknown``.
         """
+
+    def publish_soon(self, channel: str, data: str, *, key: str | None = None) -> asyncio.Future[Published]:
+        """``publish``, started now; its outcome (or those errors) on the future. For callers that must not
+        await (a chat socket's frame handler): no task per publish."""
 
     async def publish_ephemeral(self, channel: str, frame: str) -> None:
         """Announce ``frame`` to the channel's current listeners; not stored, never replayed."""

@@ -41,11 +41,17 @@ class Publisher:
 
     async def run(self, keys: list[str], args: list[Any]) -> Any:
         """The script's result for these keys and arguments; ``Unavailable`` when Redis cannot be reached."""
+        return await self.submit(keys, args)
+
+    def submit(self, keys: list[str], args: list[Any]) -> asyncio.Future[Any]:
+        """``run`` without a coroutine: the future of the script's result (the same errors set on it).
+
+        A socket's publish waits on this future through a callback, not in a task of its own."""
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._waiting.append((keys, args, future))
         if self._sender is None:
             self._sender = asyncio.create_task(self._send_all(), name="herald-publisher")
-        return await future
+        return future
 
     async def _send_all(self) -> None:
         try:

@@ -55,6 +55,9 @@ class ScriptRunner(Protocol):
     async def run(self, keys: list[str], args: list[Any]) -> Any:
         """The publish script's result; ``Unavailable`` / ``OutcomeUnknown`` / ``NotConfirmed``."""
 
+    def submit(self, keys: list[str], args: list[Any]) -> asyncio.Future[Any]:
+        """``run``'s outcome as a future, started now (no coroutine for the caller to await in a task)."""
+
 
 @dataclass(frozen=True, slots=True)
 class Parts:

@@ -17,6 +17,8 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Callable
+from functools import partial
+from typing import Any
 
 from api.errors import ErrorCode
 from api.models import dumps
@@ -24,7 +26,7 @@ from api.state import AppState
 from api.ws.actions import Close, Send
 from api.ws.chat_protocol import AskPresence, ChatAction, ChatProtocol, Publish, TokenBucket, ack_frame, error_frame
 from api.ws.connection import Connection
-from broker import OutcomeUnknown, Unavailable
+from broker import OutcomeUnknown, Published, Unavailable
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +57,9 @@ class ChatFrames:
         self._protocol = ChatProtocol(
             max_bytes=settings.max_message_bytes, bucket=TokenBucket(settings.rate_limit, settings.rate_burst)
         )
-        # replies waiting behind one still being worked out; made on first need (an idle socket holds none)
-        self._replies: deque[str | asyncio.Task[str | None]] | None = None
+        # replies waiting behind one still being worked out (a future and what makes its reply of it);
+        # made on first need (an idle socket holds none)
+        self._replies: deque[str | _Pending] | None = None
         self._in_flight = 0
         self._room_made: asyncio.Event | None = None
         #: stop / resume reading this socket (a no-op on the ASGI path, where the handler waits instead)
@@ -89,9 +92,9 @@ class ChatFrames:
             if isinstance(action, Send):
                 self._reply(action.text)
             elif isinstance(action, Publish):
-                self._later(loop.create_task(self._publish(action)))
+                self._later(self._publish(action), partial(_publish_reply, action.key))
             elif isinstance(action, AskPresence):
-                self._later(loop.create_task(self._presence()))
+                self._later(loop.create_task(self._presence()), _task_reply)
             elif isinstance(action, Close):
                 conn.close_soon(action.code, action.reason)
                 return
@@ -106,24 +109,25 @@ class ChatFrames:
         else:
             self._conn.push(text)
 
-    def _later(self, task: asyncio.Task[str | None]) -> None:
+    def _later(self, future: asyncio.Future[Any], reply: Callable[[asyncio.Future[Any]], str | None]) -> None:
         if self._replies is None:
             self._replies = deque()
-        self._replies.append(task)
+        self._replies.append((future, reply))
         self._in_flight += 1
-        task.add_done_callback(self._done)
+        future.add_done_callback(self._done)
         if self.full:
             self.pause()
 
-    def _done(self, task: asyncio.Task[str | None]) -> None:
+    def _done(self, _: asyncio.Future[Any]) -> None:
         self._in_flight -= 1
         replies, push = self._replies, self._conn.push
-        while replies:  # (not None: a task was queued there)
+        while replies:  # (not None: a future was queued there)
             head = replies[0]
             if isinstance(head, str):
                 text: str | None = head
-            elif head.done():
-                text = None if head.cancelled() else _result(head)
+            elif head[0].done():
+                future, reply = head
+                text = None if future.cancelled() else reply(future)
             else:
                 break
             replies.popleft()
@@ -134,14 +138,14 @@ class ChatFrames:
             if self._room_made is not None:
                 self._room_made.set()
 
-    async def _publish(self, action: Publish) -> str | None:
+    def _publish(self, action: Publish) -> asyncio.Future[Published]:
+        """The publish, started now: no task, the reply is made when its future completes."""
         try:
-            published, _ = await self._state.chat.publish(self._room, self._user, action.text, action.key)
-        except OutcomeUnknown as exc:
-            return error_frame(ErrorCode.UNAVAILABLE, str(exc))
-        except Unavailable:
-            return error_frame(ErrorCode.UNAVAILABLE, "redis is unavailable; the message was not published")
-        return ack_frame(action.key, published.offset) if action.key is not None else None
+            return self._state.chat.publish_soon(self._room, self._user, action.text, action.key)
+        except Exception as exc:  # (a bug) handled as a publish that failed: logged, no reply
+            failed: asyncio.Future[Published] = asyncio.get_running_loop().create_future()
+            failed.set_exception(exc)
+            return failed
 
     async def _presence(self) -> str:
         try:
@@ -151,12 +155,30 @@ class ChatFrames:
         return dumps({"type": "presence", "room": self._room, "users": users})
 
 
-def _result(task: asyncio.Task[str | None]) -> str | None:
+_Pending = tuple["asyncio.Future[Any]", Callable[["asyncio.Future[Any]"], str | None]]
+
+
+def _publish_reply(key: str | None, outcome: asyncio.Future[Published]) -> str | None:
+    """A publish's reply: an ``ack`` when it had a key, an ``error`` when Redis did not take it."""
+    error = outcome.exception()
+    if error is None:
+        return ack_frame(key, outcome.result().offset) if key is not None else None
+    if isinstance(error, OutcomeUnknown):
+        return error_frame(ErrorCode.UNAVAILABLE, str(error))
+    if isinstance(error, Unavailable):
+        return error_frame(ErrorCode.UNAVAILABLE, "redis is unavailable; the message was not published")
+    return _failed(error)
+
+
+def _task_reply(task: asyncio.Future[str | None]) -> str | None:
     error = task.exception()
-    if error is not None:  # a bug: this frame gets no reply, the socket and its later replies go on
-        log.error("a chat frame's work failed", exc_info=error)
-        return None
-    return task.result()
+    return task.result() if error is None else _failed(error)
+
+
+def _failed(error: BaseException) -> str | None:
+    """A bug: this frame gets no reply (None), the socket and its later replies go on."""
+    log.error("a chat frame's work failed", exc_info=error)
+    return None
 
 
 def _nothing() -> None:

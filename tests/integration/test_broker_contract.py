@@ -175,6 +175,22 @@ async def test_published_data_comes_back_byte_for_byte(broker: Broker) -> None:
     assert (event.offset, event.data, event.channel) == (offset, data, "chat:a")
 
 
+async def test_publish_soon_lands_like_publish_in_call_order(broker: Broker) -> None:
+    # started from plain code, as a chat socket's frame handler does: no task, no await in between
+    futures = [broker.publish_soon("chat:soon", f'{{"n":{n}}}') for n in range(20)]
+    published = await asyncio.gather(*futures)
+    assert not any(p.repeated for p in published)
+    history = await broker.history("chat:soon", SINCE_START)
+    assert [(e.offset, e.data) for e in history] == [(p.offset, f'{{"n":{n}}}') for n, p in enumerate(published)]
+
+
+async def test_publish_soon_with_a_repeated_key_publishes_once(broker: Broker) -> None:
+    first = await broker.publish_soon("chat:soon", '{"n":1}', key="k1")
+    again = await broker.publish_soon("chat:soon", '{"n":2}', key="k1")
+    assert (again.offset, again.repeated, first.repeated) == (first.offset, True, False)
+    assert [e.data for e in await broker.history("chat:soon", SINCE_START)] == ['{"n":1}']
+
+
 # -- history -----------------------------------------------------------------------------
 
 
