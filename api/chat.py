@@ -3,14 +3,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
-from functools import partial
 
 from api.errors import PayloadTooLarge
 from api.metrics import Metrics
 from api.models import chat_payload, over_limit
-from broker import Broker, Event, Published, chat_channel
+from broker import Broker, Event, Published, PublishThen, chat_channel
 
 
 class Chat:
@@ -34,14 +32,19 @@ class Chat:
             published = await self._broker.publish(chat_channel(room), payload, key=key)
         return published, payload
 
-    def publish_soon(self, room: str, user: str, text: str, key: str | None = None) -> asyncio.Future[Published]:
-        """``publish`` started now, its outcome on the future: a chat socket's frames are handled without a
-        task per publish. Counted and timed like ``publish`` once it succeeded."""
+    def publish_then(self, room: str, user: str, text: str, then: PublishThen, key: str | None = None) -> None:
+        """``publish`` started now, its outcome told to ``then`` (``Broker.publish_then``): a chat socket's
+        frames are handled without a task or a future per publish. Counted and timed like ``publish``."""
         if over_limit(text, self.max_message_bytes):
             raise PayloadTooLarge(f"text is larger than HERALD_MAX_MESSAGE_BYTES ({self.max_message_bytes} bytes)")
-        published = self._broker.publish_soon(chat_channel(room), chat_payload(room, user, text), key=key)
-        published.add_done_callback(partial(self._metrics.published, time.perf_counter()))
-        return published
+        metrics, started = self._metrics, time.perf_counter()
+
+        def counted(published: Published | None, error: BaseException | None) -> None:
+            if error is None:
+                metrics.published(started)
+            then(published, error)
+
+        self._broker.publish_then(chat_channel(room), chat_payload(room, user, text), counted, key=key)
 
     async def history(self, room: str, since: str | None, limit: int) -> list[Event]:
         """Retained messages of ``room``: the last ``limit``, or (``since`` given) the first ``limit`` after it."""

@@ -8,7 +8,6 @@ What depends on the topology (one server or Sentinel, or Cluster) comes in as
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import AsyncIterator
 from functools import partial
@@ -25,6 +24,7 @@ from broker.facade import (
     PresenceChange,
     PresenceEntry,
     Published,
+    PublishThen,
     StoredBook,
 )
 from broker.history import HistoryPage, PageQuery
@@ -158,11 +158,9 @@ class RedisBroker:
         except REDIS_FAILURES as exc:
             raise Unavailable(UNAVAILABLE) from exc
 
-    def publish_soon(self, channel: str, data: str, *, key: str | None = None) -> asyncio.Future[Published]:
-        published: asyncio.Future[Published] = asyncio.get_running_loop().create_future()
-        reply = self._parts.publisher.submit(*self._script_call(channel, data, key, self.options.history_ttl_s))
-        reply.add_done_callback(partial(_settle_published, published))
-        return published
+    def publish_then(self, channel: str, data: str, then: PublishThen, *, key: str | None = None) -> None:
+        keys, args = self._script_call(channel, data, key, self.options.history_ttl_s)
+        self._parts.publisher.submit(keys, args, partial(_settle_published, then))
 
     async def _run_publish(
         self, channel: str, data: str, key: str | None, ttl_s: int, book: tuple[str, ...] = ()
@@ -272,21 +270,15 @@ def _stored_book(fields: dict[Any, Any]) -> StoredBook | None:
     return StoredBook(data=fields[b"d"].decode(), offset=fields[b"offset"].decode())
 
 
-def _settle_published(published: asyncio.Future[Published], reply: asyncio.Future[Any]) -> None:
-    """The publish script's reply (or its error) -> ``published``."""
-    if published.done():
-        return
-    if reply.cancelled():
-        published.cancel()
-        return
-    error = reply.exception()
-    if error is not None:
-        published.set_exception(error)
-        return
-    try:
-        offset, repeated = reply.result()
-        result = Published(text(offset), bool(repeated))
-    except Exception as exc:  # a reply of another shape: the publish fails, its waiter is not left hanging
-        published.set_exception(exc)
-        return
-    published.set_result(result)
+def _settle_published(then: PublishThen, reply: Any, error: BaseException | None) -> None:
+    """The publish script's reply (or its error) -> ``then``; a reply of another shape is an error."""
+    if error is None:
+        try:
+            offset, repeated = reply
+            published = Published(text(offset), bool(repeated))
+        except Exception as exc:
+            error = exc
+        else:
+            then(published, None)
+            return
+    then(None, error)

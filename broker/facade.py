@@ -8,7 +8,6 @@ server, Sentinel, Cluster); what differs per topology is ``broker.wiring.Parts``
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -48,6 +47,10 @@ class Published:
     offset: Offset
     #: the idempotency key was seen before: nothing new was published, ``offset`` is the first publish's
     repeated: bool = False
+
+
+#: told a publish's outcome: ``(published, None)``, or ``(None, error)`` with ``publish``'s errors
+PublishThen = Callable[[Published | None, BaseException | None], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,9 +177,10 @@ class Broker(Protocol):
         first publish's offset. Raises ``Unavailable`` (nothing happened) or ``OutcomeUnknown``.
         """
 
-    def publish_soon(self, channel: str, data: str, *, key: str | None = None) -> asyncio.Future[Published]:
-        """``publish``, started now; its outcome (or those errors) on the future. For callers that must not
-        await (a chat socket's frame handler): no task per publish."""
+    def publish_then(self, channel: str, data: str, then: PublishThen, *, key: str | None = None) -> None:
+        """``publish``, started now; its outcome goes to ``then(published, None)`` or ``then(None, error)``
+        (the same errors), called as soon as Redis answered. For callers that must not await (a chat
+        socket's frame handler): no task, no future per publish."""
 
     async def publish_ephemeral(self, channel: str, frame: str) -> None:
         """Announce ``frame`` to the channel's current listeners; not stored, never replayed."""

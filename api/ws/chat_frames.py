@@ -17,8 +17,6 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Callable
-from functools import partial
-from typing import Any
 
 from api.errors import ErrorCode
 from api.models import dumps
@@ -57,8 +55,7 @@ class ChatFrames:
         self._protocol = ChatProtocol(
             max_bytes=settings.max_message_bytes, bucket=TokenBucket(settings.rate_limit, settings.rate_burst)
         )
-        # replies waiting behind one still being worked out (a future and what makes its reply of it);
-        # made on first need (an idle socket holds none)
+        # replies waiting behind one still being worked out; made on first need (an idle socket holds none)
         self._replies: deque[str | _Pending] | None = None
         self._in_flight = 0
         self._room_made: asyncio.Event | None = None
@@ -87,14 +84,13 @@ class ChatFrames:
         conn = self._conn
         if conn.closed:
             return
-        loop = asyncio.get_running_loop()
         for action in actions:
             if isinstance(action, Send):
                 self._reply(action.text)
             elif isinstance(action, Publish):
-                self._later(self._publish(action), partial(_publish_reply, action.key))
+                self._publish(action)
             elif isinstance(action, AskPresence):
-                self._later(loop.create_task(self._presence()), _task_reply)
+                self._ask_presence()
             elif isinstance(action, Close):
                 conn.close_soon(action.code, action.reason)
                 return
@@ -109,25 +105,28 @@ class ChatFrames:
         else:
             self._conn.push(text)
 
-    def _later(self, future: asyncio.Future[Any], reply: Callable[[asyncio.Future[Any]], str | None]) -> None:
+    def _later(self) -> _Pending:
+        """A place for a reply still being worked out, in line behind those before it."""
+        pending = _Pending()
         if self._replies is None:
             self._replies = deque()
-        self._replies.append((future, reply))
+        self._replies.append(pending)
         self._in_flight += 1
-        future.add_done_callback(self._done)
         if self.full:
             self.pause()
+        return pending
 
-    def _done(self, _: asyncio.Future[Any]) -> None:
+    def _settle(self, pending: _Pending, text: str | None) -> None:
+        """``pending``'s reply is ``text`` (None: no reply): it and the replies behind it that are ready go."""
+        pending.text, pending.ready = text, True
         self._in_flight -= 1
         replies, push = self._replies, self._conn.push
-        while replies:  # (not None: a future was queued there)
+        while replies:  # (not None: a pending reply was queued there)
             head = replies[0]
             if isinstance(head, str):
-                text: str | None = head
-            elif head[0].done():
-                future, reply = head
-                text = None if future.cancelled() else reply(future)
+                text = head
+            elif head.ready:
+                text = head.text
             else:
                 break
             replies.popleft()
@@ -138,14 +137,22 @@ class ChatFrames:
             if self._room_made is not None:
                 self._room_made.set()
 
-    def _publish(self, action: Publish) -> asyncio.Future[Published]:
-        """The publish, started now: no task, the reply is made when its future completes."""
+    def _publish(self, action: Publish) -> None:
+        """The publish, started now: no task and no future; its reply is made when Redis answered."""
+        pending, key = self._later(), action.key
+
+        def then(published: Published | None, error: BaseException | None) -> None:
+            self._settle(pending, _publish_reply(key, published, error))
+
         try:
-            return self._state.chat.publish_soon(self._room, self._user, action.text, action.key)
+            self._state.chat.publish_then(self._room, self._user, action.text, then, key)
         except Exception as exc:  # (a bug) handled as a publish that failed: logged, no reply
-            failed: asyncio.Future[Published] = asyncio.get_running_loop().create_future()
-            failed.set_exception(exc)
-            return failed
+            then(None, exc)
+
+    def _ask_presence(self) -> None:
+        pending = self._later()
+        task = asyncio.ensure_future(self._presence())
+        task.add_done_callback(lambda done: self._settle(pending, _task_reply(done)))
 
     async def _presence(self) -> str:
         try:
@@ -155,14 +162,23 @@ class ChatFrames:
         return dumps({"type": "presence", "room": self._room, "users": users})
 
 
-_Pending = tuple["asyncio.Future[Any]", Callable[["asyncio.Future[Any]"], str | None]]
+class _Pending:
+    """A reply still being worked out (``ready`` once it is; ``text`` None when there is none to send)."""
+
+    __slots__ = ("ready", "text")
+
+    def __init__(self) -> None:
+        self.ready = False
+        self.text: str | None = None
 
 
-def _publish_reply(key: str | None, outcome: asyncio.Future[Published]) -> str | None:
+def _publish_reply(key: str | None, published: Published | None, error: BaseException | None) -> str | None:
     """A publish's reply: an ``ack`` when it had a key, an ``error`` when Redis did not take it."""
-    error = outcome.exception()
     if error is None:
-        return ack_frame(key, outcome.result().offset) if key is not None else None
+        assert published is not None
+        return ack_frame(key, published.offset) if key is not None else None
+    if isinstance(error, asyncio.CancelledError):  # shutting down: no reply, as for a cancelled task
+        return None
     if isinstance(error, OutcomeUnknown):
         return error_frame(ErrorCode.UNAVAILABLE, str(error))
     if isinstance(error, Unavailable):
@@ -170,7 +186,9 @@ def _publish_reply(key: str | None, outcome: asyncio.Future[Published]) -> str |
     return _failed(error)
 
 
-def _task_reply(task: asyncio.Future[str | None]) -> str | None:
+def _task_reply(task: asyncio.Future[str]) -> str | None:
+    if task.cancelled():
+        return None
     error = task.exception()
     return task.result() if error is None else _failed(error)
 
