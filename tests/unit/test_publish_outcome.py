@@ -30,3 +30,19 @@ def test_an_error_is_the_publishs_error() -> None:
 def test_a_reply_of_another_shape_fails_the_publish_instead_of_leaving_it_waiting(reply: Any) -> None:
     [(published, error)] = told(reply)
     assert published is None and error is not None
+
+
+def test_a_publishers_callback_is_called_once_and_its_failure_stays_its_own(caplog: pytest.LogCaptureFixture) -> None:
+    from broker.publisher import _Then
+
+    calls: list[object] = []
+
+    def broken(result: Any, error: BaseException | None) -> None:
+        calls.append(result)
+        raise RuntimeError("a bug in the caller")
+
+    waiter = _Then(broken)
+    waiter.set_result("first")  # the sender goes on to the batch's next call: nothing raised here
+    waiter.set_exception(Unavailable("late"))  # e.g. the batch failing afterwards: not told twice
+    assert calls == ["first"] and waiter.done()
+    assert "a publish's completion failed" in caplog.text
