@@ -3,10 +3,12 @@
 
 from __future__ import annotations
 
+import time
+
 from api.errors import PayloadTooLarge
 from api.metrics import Metrics
 from api.models import chat_payload, over_limit
-from broker import Broker, Event, Published, chat_channel
+from broker import Broker, Event, Published, PublishThen, chat_channel
 
 
 class Chat:
@@ -29,6 +31,20 @@ class Chat:
         with self._metrics.publishing():
             published = await self._broker.publish(chat_channel(room), payload, key=key)
         return published, payload
+
+    def publish_then(self, room: str, user: str, text: str, then: PublishThen, key: str | None = None) -> None:
+        """``publish`` started now, its outcome told to ``then`` (``Broker.publish_then``): a chat socket's
+        frames are handled without a task or a future per publish. Counted and timed like ``publish``."""
+        if over_limit(text, self.max_message_bytes):
+            raise PayloadTooLarge(f"text is larger than HERALD_MAX_MESSAGE_BYTES ({self.max_message_bytes} bytes)")
+        metrics, started = self._metrics, time.perf_counter()
+
+        def counted(published: Published | None, error: BaseException | None) -> None:
+            if error is None:
+                metrics.published(started)
+            then(published, error)
+
+        self._broker.publish_then(chat_channel(room), chat_payload(room, user, text), counted, key=key)
 
     async def history(self, room: str, since: str | None, limit: int) -> list[Event]:
         """Retained messages of ``room``: the last ``limit``, or (``since`` given) the first ``limit`` after it."""

@@ -60,6 +60,11 @@ class Metrics:
         self.publish_seconds.observe(time.perf_counter() - started)
         self.counts.published += 1
 
+    def published(self, started: float) -> None:
+        """``publishing()``'s end, for a publish that completes through a callback: it succeeded."""
+        self.publish_seconds.observe(time.perf_counter() - started)
+        self.counts.published += 1
+
     def render(self) -> bytes:
         return generate_latest(self.registry)
 

@@ -19,11 +19,13 @@ Off, nothing is wrapped: the publish and fan-out paths are the plain ones, with 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
+from functools import partial
 from typing import TYPE_CHECKING, Any, cast
 
-from broker import BOOKS_CHANNEL, Broker, Event, Published
+from broker import BOOKS_CHANNEL, Broker, Event, Published, PublishThen
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -133,6 +135,10 @@ class _TracedBroker:
             span.set_attribute("messaging.message.id", published.offset)
             return published
 
+    def publish_then(self, channel: str, data: str, then: PublishThen, *, key: str | None = None) -> None:
+        task = asyncio.ensure_future(self.publish(channel, data, key=key))  # a task, so the span covers it
+        task.add_done_callback(partial(_tell, then))
+
     async def add_book(self, isbn: str, data: str, *, key: str | None = None) -> Published:
         with self._span(BOOKS_CHANNEL) as span:
             published = await self._inner.add_book(isbn, data, key=key)
@@ -142,3 +148,11 @@ class _TracedBroker:
     def _span(self, channel: str) -> Any:
         attributes = {"messaging.system": "redis", "messaging.destination.name": channel}
         return self._tracer.start_as_current_span(f"publish {channel}", kind=self._kind, attributes=attributes)
+
+
+def _tell(then: PublishThen, task: asyncio.Future[Published]) -> None:
+    if task.cancelled():
+        then(None, asyncio.CancelledError())
+    else:
+        error = task.exception()
+        then(None if error is not None else task.result(), error)

@@ -15,6 +15,7 @@ from broker.facade import (
     PresenceEntry,
     PresenceStore,
     Published,
+    PublishThen,
     StoredBook,
     Subscription,
 )
@@ -42,6 +43,7 @@ __all__ = [
     "PresenceChange",
     "PresenceEntry",
     "PresenceStore",
+    "PublishThen",
     "Published",
     "Sink",
     "StoredBook",

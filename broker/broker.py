@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
+from functools import partial
 from typing import Any
 
 from broker import history
@@ -23,6 +24,7 @@ from broker.facade import (
     PresenceChange,
     PresenceEntry,
     Published,
+    PublishThen,
     StoredBook,
 )
 from broker.history import HistoryPage, PageQuery
@@ -36,6 +38,9 @@ from broker.wiring import Client, Parts, standalone_parts
 log = logging.getLogger(__name__)
 
 UNAVAILABLE = "redis is unavailable"
+
+#: channels whose key names are kept at once; past it the cache starts over (a cheap bound, no LRU)
+KEYS_CACHED = 10_000
 
 
 class _Subscription:
@@ -79,6 +84,7 @@ class RedisBroker:
         self.options = options
         self._description = description
         self._parts = parts
+        self._keys: dict[str, ChannelKeys] = {}
         self.hub = Hub(options.fan_out)
         self.listener = Listener(self.hub, options.prefix, self.read_page, parts.link)
         self.presence = Presence(
@@ -101,7 +107,13 @@ class RedisBroker:
         return self._description
 
     def keys(self, channel: str) -> ChannelKeys:
-        return ChannelKeys.of(self.options.prefix, channel)
+        # every publish needs its channel's key names: built once per channel (five f-strings and a dataclass)
+        keys = self._keys.get(channel)
+        if keys is None:
+            if len(self._keys) >= KEYS_CACHED:
+                self._keys.clear()
+            keys = self._keys[channel] = ChannelKeys.of(self.options.prefix, channel)
+        return keys
 
     async def start(self) -> None:
         await self.listener.start()
@@ -146,32 +158,39 @@ class RedisBroker:
         except REDIS_FAILURES as exc:
             raise Unavailable(UNAVAILABLE) from exc
 
+    def publish_then(self, channel: str, data: str, then: PublishThen, *, key: str | None = None) -> None:
+        keys, args = self._script_call(channel, data, key, self.options.history_ttl_s)
+        self._parts.publisher.submit(keys, args, partial(_settle_published, then))
+
     async def _run_publish(
         self, channel: str, data: str, key: str | None, ttl_s: int, book: tuple[str, ...] = ()
     ) -> Published | None:
+        reply = await self._parts.publisher.run(*self._script_call(channel, data, key, ttl_s, book))
+        if not reply:
+            return None
+        offset, repeated = reply
+        return Published(text(offset), bool(repeated))
+
+    def _script_call(
+        self, channel: str, data: str, key: str | None, ttl_s: int, book: tuple[str, ...] = ()
+    ) -> tuple[list[str], list[Any]]:
+        """The publish script's keys and arguments (``lua/publish.lua``)."""
         keys = self.keys(channel)
         script_keys = [keys.stream, keys.meta]
         if key is not None:
             script_keys.append(idempotency_key(self.options.prefix, channel, key))
         script_keys += book[1:]
         options = self.options
-        reply = await self._parts.publisher.run(
-            script_keys,
-            [
-                keys.pubsub,
-                options.history_size,
-                data,
-                self._parts.announce,
-                ttl_s,
-                options.idempotency_ttl_s,
-                "1" if key is not None else "0",
-                book[0] if book else "",
-            ],
-        )
-        if not reply:
-            return None
-        offset, repeated = reply
-        return Published(text(offset), bool(repeated))
+        return script_keys, [
+            keys.pubsub,
+            options.history_size,
+            data,
+            self._parts.announce,
+            ttl_s,
+            options.idempotency_ttl_s,
+            "1" if key is not None else "0",
+            book[0] if book else "",
+        ]
 
     # -- subscribing and history -------------------------------------------------------
 
@@ -249,3 +268,17 @@ def _stored_book(fields: dict[Any, Any]) -> StoredBook | None:
     if not fields:
         return None
     return StoredBook(data=fields[b"d"].decode(), offset=fields[b"offset"].decode())
+
+
+def _settle_published(then: PublishThen, reply: Any, error: BaseException | None) -> None:
+    """The publish script's reply (or its error) -> ``then``; a reply of another shape is an error."""
+    if error is None:
+        try:
+            offset, repeated = reply
+            published = Published(text(offset), bool(repeated))
+        except Exception as exc:
+            error = exc
+        else:
+            then(published, None)
+            return
+    then(None, error)

@@ -25,6 +25,7 @@ import contextlib
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from redis.asyncio.cluster import ClusterNode, RedisCluster
@@ -45,6 +46,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from broker.cluster_connect import master_of_slot
 from broker.errors import REDIS_FAILURES, NotConfirmed, OutcomeUnknown, Unavailable
+from broker.publisher import Then
 
 PLACE_TIMEOUT_S = 2.0
 #: most publishes one pipeline carries; a longer queue is sent as several
@@ -252,6 +254,13 @@ class ClusterScript(SlotCommands):
         """``Publisher.run``'s signature."""
         return await self(keys, args)
 
+    def submit(self, keys: Sequence[str], args: Sequence[Any], then: Then) -> None:
+        """``Publisher.submit``'s signature (here a task per call: placement needs its awaits)."""
+        task = asyncio.ensure_future(self(keys, args))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(partial(_tell, then))
+
     def _spawn(self, coro: Any) -> None:
         task = asyncio.create_task(coro)
         self._tasks.add(task)
@@ -324,3 +333,11 @@ def _settle(future: asyncio.Future[tuple[Any, int]], result: Any = None, exc: Ba
         future.set_exception(exc)
     else:
         future.set_result(result)
+
+
+def _tell(then: Then, task: asyncio.Future[Any]) -> None:
+    if task.cancelled():
+        then(None, OutcomeUnknown("the publisher stopped mid-publish: the outcome is unknown"))
+    else:
+        error = task.exception()
+        then(None if error is not None else task.result(), error)

@@ -49,6 +49,10 @@ class Published:
     repeated: bool = False
 
 
+#: told a publish's outcome: ``(published, None)``, or ``(None, error)`` with ``publish``'s errors
+PublishThen = Callable[[Published | None, BaseException | None], None]
+
+
 @dataclass(frozen=True, slots=True)
 class StoredBook:
     data: str
@@ -172,6 +176,11 @@ class Broker(Protocol):
         ``key``: an idempotency key; a repeat within the TTL publishes nothing and returns the
         first publish's offset. Raises ``Unavailable`` (nothing happened) or ``OutcomeUnknown``.
         """
+
+    def publish_then(self, channel: str, data: str, then: PublishThen, *, key: str | None = None) -> None:
+        """``publish``, started now; its outcome goes to ``then(published, None)`` or ``then(None, error)``
+        (the same errors), called as soon as Redis answered. For callers that must not await (a chat
+        socket's frame handler): no task, no future per publish."""
 
     async def publish_ephemeral(self, channel: str, frame: str) -> None:
         """Announce ``frame`` to the channel's current listeners; not stored, never replayed."""

@@ -14,7 +14,9 @@ acknowledged only if N replicas hold it, else ``NotConfirmed``.
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+import logging
+from collections.abc import Callable
+from typing import Any, Protocol
 
 import redis.asyncio as redis
 from redis.asyncio.sentinel import MasterNotFoundError
@@ -26,7 +28,51 @@ from broker.script_wire import ScriptWire
 #: most publishes one pipeline carries; a longer queue is sent as several
 BATCH_LIMIT = 256
 
-_Call = tuple[list[str], list[Any], "asyncio.Future[Any]"]
+#: told a call's outcome: the script's result and None, or None and why it failed
+Then = Callable[[Any, BaseException | None], None]
+
+log = logging.getLogger(__name__)
+
+
+class _Waiter(Protocol):
+    """How a queued call is completed: an ``asyncio.Future`` (``run``) or a ``_Then`` (``submit``)."""
+
+    def done(self) -> bool: ...
+    def set_result(self, result: Any, /) -> None: ...
+    def set_exception(self, exception: BaseException, /) -> None: ...
+
+
+class _Then:
+    """Completes a call by calling ``then`` at once, in the sender's own step: no future, no loop turn in
+    between, so a socket's ``ack`` is written in the same turn as the event its publish announced (the
+    two arrive from Redis together) and the two leave as one ``send()`` (``api.ws.coalesce``)."""
+
+    __slots__ = ("_done", "_then")
+
+    def __init__(self, then: Then) -> None:
+        self._then = then
+        self._done = False
+
+    def done(self) -> bool:
+        return self._done
+
+    def set_result(self, result: Any, /) -> None:
+        self._call(result, None)
+
+    def set_exception(self, exception: BaseException, /) -> None:
+        self._call(None, exception)
+
+    def _call(self, result: Any, error: BaseException | None) -> None:
+        if self._done:
+            return
+        self._done = True
+        try:
+            self._then(result, error)
+        except Exception:  # the caller's bug: the batch's other calls are still completed
+            log.exception("a publish's completion failed")
+
+
+_Call = tuple[list[str], list[Any], _Waiter]
 
 
 class Publisher:
@@ -42,10 +88,18 @@ class Publisher:
     async def run(self, keys: list[str], args: list[Any]) -> Any:
         """The script's result for these keys and arguments; ``Unavailable`` when Redis cannot be reached."""
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._waiting.append((keys, args, future))
+        self._queue(keys, args, future)
+        return await future
+
+    def submit(self, keys: list[str], args: list[Any], then: Then) -> None:
+        """``run`` without a coroutine or a future: ``then(result, None)`` or ``then(None, error)`` (the same
+        errors) is called from the sender as soon as the reply is read. A socket's publish takes this path."""
+        self._queue(keys, args, _Then(then))
+
+    def _queue(self, keys: list[str], args: list[Any], waiter: _Waiter) -> None:
+        self._waiting.append((keys, args, waiter))
         if self._sender is None:
             self._sender = asyncio.create_task(self._send_all(), name="herald-publisher")
-        return await future
 
     async def _send_all(self) -> None:
         try:

@@ -4,7 +4,9 @@ A redis-py pipeline costs, per batch, a pool checkout and release, a command sta
 per command and a ``read_response()`` (with its timeout scope) per reply: the biggest item of a publish in
 the W4 profile (README, "Benchmarks"). Here one connection taken from the client's pool (so it shares the
 pool's settings, Sentinel's master look-up and its close) is kept for the publisher: ``call()`` packs the
-commands with redis-py's own encoder, writes them at once and takes the replies out of the hiredis reader
+commands (``broker.resp``: the bytes redis-py would send, without its per-argument machinery), hands them to
+the connection's transport in one write (redis-py's ``send_packed_command`` wraps each write in
+``asyncio.wait_for``, a task per batch on Python 3.11) and takes the replies out of the hiredis reader
 (``broker.replies``) as they come. Exactly the same commands reach Redis: one EVALSHA per publish.
 
 Errors: a reply error is returned as a value (like ``execute(raise_on_error=False)``); a connection that
@@ -22,8 +24,10 @@ from typing import Any
 
 import redis.asyncio as redis
 from redis.asyncio.connection import AbstractConnection
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from broker.replies import BatchReader
+from broker.resp import pack
 
 
 class ScriptWire:
@@ -33,6 +37,7 @@ class ScriptWire:
         self._conn: AbstractConnection | None = None
         self._reader: BatchReader | None = None
         self._bulk: bool | None = None  # unknown until the first connection is seen
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     async def call(self, commands: Sequence[Sequence[Any]]) -> list[Any]:
         """Every command's reply, in order; error replies as values."""
@@ -42,8 +47,12 @@ class ScriptWire:
         if reader is None:
             return await self._pipeline(commands)
         try:
-            async with asyncio.timeout(self._timeout_s):
-                await conn.send_packed_command(conn.pack_commands(commands), check_health=False)
+            with _Deadline(self._loop, self._timeout_s):
+                writer = conn._writer
+                if writer is None:
+                    raise RedisConnectionError("the connection is closed")
+                # the write never waits: a batch is bounded and its replies are read before the next one
+                writer.write(pack(commands, conn.encoder))
                 replies: list[Any] = []
                 while len(replies) < len(commands):
                     replies += await reader.read()
@@ -60,6 +69,7 @@ class ScriptWire:
             await self._drop()
         pool = self._client.connection_pool
         conn = await pool.get_connection()  # type: ignore[no-untyped-call]
+        self._loop = asyncio.get_running_loop()  # the connection's: its streams belong to it
         reader = BatchReader(conn)
         self._bulk = reader.batched
         if not reader.batched:
@@ -79,3 +89,33 @@ class ScriptWire:
         for command in commands:
             pipe.execute_command(*command)
         return list(await pipe.execute(raise_on_error=False))
+
+
+class _Deadline:
+    """``asyncio.timeout(seconds)`` for the current task of a known loop: the same ``TimeoutError`` (and an
+    outside ``cancel()`` still cancels), without asking asyncio for the running loop twice and the current
+    task once per batch: on Python 3.11 each of those asks is a ``getpid()`` system call."""
+
+    __slots__ = ("_cancelling", "_expired", "_handle", "_loop", "_seconds", "_task")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop | None, seconds: float) -> None:
+        self._loop = loop or asyncio.get_running_loop()
+        self._seconds = seconds
+        self._expired = False
+
+    def __enter__(self) -> None:
+        task = asyncio.current_task(self._loop)
+        if task is None:
+            raise RuntimeError("a deadline needs a task")
+        self._task = task
+        self._cancelling = task.cancelling()
+        self._handle = self._loop.call_later(self._seconds, self._expire)
+
+    def _expire(self) -> None:
+        self._expired = True
+        self._task.cancel()
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, _: object) -> None:
+        self._handle.cancel()
+        if self._expired and kind is asyncio.CancelledError and self._task.uncancel() <= self._cancelling:
+            raise TimeoutError from error

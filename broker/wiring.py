@@ -39,7 +39,7 @@ from broker.errors import REDIS_FAILURES
 from broker.facade import BrokerOptions
 from broker.history import PageQuery
 from broker.listener import Listener
-from broker.publisher import Publisher
+from broker.publisher import Publisher, Then
 from broker.pubsub import PubSubLink
 from broker.reads import PageReader, multi_exec
 from broker.transport import PubSubTransport
@@ -54,6 +54,9 @@ PING_TIMEOUT_S = 2.0
 class ScriptRunner(Protocol):
     async def run(self, keys: list[str], args: list[Any]) -> Any:
         """The publish script's result; ``Unavailable`` / ``OutcomeUnknown`` / ``NotConfirmed``."""
+
+    def submit(self, keys: list[str], args: list[Any], then: Then) -> None:
+        """``run``, started now; its outcome goes to ``then(result, error)`` (no coroutine, no task to await)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,7 +24,7 @@ from api.state import AppState
 from api.ws.actions import Close, Send
 from api.ws.chat_protocol import AskPresence, ChatAction, ChatProtocol, Publish, TokenBucket, ack_frame, error_frame
 from api.ws.connection import Connection
-from broker import OutcomeUnknown, Unavailable
+from broker import OutcomeUnknown, Published, Unavailable
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ class ChatFrames:
             max_bytes=settings.max_message_bytes, bucket=TokenBucket(settings.rate_limit, settings.rate_burst)
         )
         # replies waiting behind one still being worked out; made on first need (an idle socket holds none)
-        self._replies: deque[str | asyncio.Task[str | None]] | None = None
+        self._replies: deque[str | _Pending] | None = None
         self._in_flight = 0
         self._room_made: asyncio.Event | None = None
         #: stop / resume reading this socket (a no-op on the ASGI path, where the handler waits instead)
@@ -84,14 +84,13 @@ class ChatFrames:
         conn = self._conn
         if conn.closed:
             return
-        loop = asyncio.get_running_loop()
         for action in actions:
             if isinstance(action, Send):
                 self._reply(action.text)
             elif isinstance(action, Publish):
-                self._later(loop.create_task(self._publish(action)))
+                self._publish(action)
             elif isinstance(action, AskPresence):
-                self._later(loop.create_task(self._presence()))
+                self._ask_presence()
             elif isinstance(action, Close):
                 conn.close_soon(action.code, action.reason)
                 return
@@ -106,24 +105,28 @@ class ChatFrames:
         else:
             self._conn.push(text)
 
-    def _later(self, task: asyncio.Task[str | None]) -> None:
+    def _later(self) -> _Pending:
+        """A place for a reply still being worked out, in line behind those before it."""
+        pending = _Pending()
         if self._replies is None:
             self._replies = deque()
-        self._replies.append(task)
+        self._replies.append(pending)
         self._in_flight += 1
-        task.add_done_callback(self._done)
         if self.full:
             self.pause()
+        return pending
 
-    def _done(self, task: asyncio.Task[str | None]) -> None:
+    def _settle(self, pending: _Pending, text: str | None) -> None:
+        """``pending``'s reply is ``text`` (None: no reply): it and the replies behind it that are ready go."""
+        pending.text, pending.ready = text, True
         self._in_flight -= 1
         replies, push = self._replies, self._conn.push
-        while replies:  # (not None: a task was queued there)
+        while replies:  # (not None: a pending reply was queued there)
             head = replies[0]
             if isinstance(head, str):
-                text: str | None = head
-            elif head.done():
-                text = None if head.cancelled() else _result(head)
+                text = head
+            elif head.ready:
+                text = head.text
             else:
                 break
             replies.popleft()
@@ -134,14 +137,22 @@ class ChatFrames:
             if self._room_made is not None:
                 self._room_made.set()
 
-    async def _publish(self, action: Publish) -> str | None:
+    def _publish(self, action: Publish) -> None:
+        """The publish, started now: no task and no future; its reply is made when Redis answered."""
+        pending, key = self._later(), action.key
+
+        def then(published: Published | None, error: BaseException | None) -> None:
+            self._settle(pending, _publish_reply(key, published, error))
+
         try:
-            published, _ = await self._state.chat.publish(self._room, self._user, action.text, action.key)
-        except OutcomeUnknown as exc:
-            return error_frame(ErrorCode.UNAVAILABLE, str(exc))
-        except Unavailable:
-            return error_frame(ErrorCode.UNAVAILABLE, "redis is unavailable; the message was not published")
-        return ack_frame(action.key, published.offset) if action.key is not None else None
+            self._state.chat.publish_then(self._room, self._user, action.text, then, key)
+        except Exception as exc:  # (a bug) handled as a publish that failed: logged, no reply
+            then(None, exc)
+
+    def _ask_presence(self) -> None:
+        pending = self._later()
+        task = asyncio.ensure_future(self._presence())
+        task.add_done_callback(lambda done: self._settle(pending, _task_reply(done)))
 
     async def _presence(self) -> str:
         try:
@@ -151,12 +162,41 @@ class ChatFrames:
         return dumps({"type": "presence", "room": self._room, "users": users})
 
 
-def _result(task: asyncio.Task[str | None]) -> str | None:
-    error = task.exception()
-    if error is not None:  # a bug: this frame gets no reply, the socket and its later replies go on
-        log.error("a chat frame's work failed", exc_info=error)
+class _Pending:
+    """A reply still being worked out (``ready`` once it is; ``text`` None when there is none to send)."""
+
+    __slots__ = ("ready", "text")
+
+    def __init__(self) -> None:
+        self.ready = False
+        self.text: str | None = None
+
+
+def _publish_reply(key: str | None, published: Published | None, error: BaseException | None) -> str | None:
+    """A publish's reply: an ``ack`` when it had a key, an ``error`` when Redis did not take it."""
+    if error is None:
+        assert published is not None
+        return ack_frame(key, published.offset) if key is not None else None
+    if isinstance(error, asyncio.CancelledError):  # shutting down: no reply, as for a cancelled task
         return None
-    return task.result()
+    if isinstance(error, OutcomeUnknown):
+        return error_frame(ErrorCode.UNAVAILABLE, str(error))
+    if isinstance(error, Unavailable):
+        return error_frame(ErrorCode.UNAVAILABLE, "redis is unavailable; the message was not published")
+    return _failed(error)
+
+
+def _task_reply(task: asyncio.Future[str]) -> str | None:
+    if task.cancelled():
+        return None
+    error = task.exception()
+    return task.result() if error is None else _failed(error)
+
+
+def _failed(error: BaseException) -> str | None:
+    """A bug: this frame gets no reply (None), the socket and its later replies go on."""
+    log.error("a chat frame's work failed", exc_info=error)
+    return None
 
 
 def _nothing() -> None:

@@ -18,7 +18,16 @@ import pytest
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 
-from broker import SINCE_START, BrokerOptions, Event, PresenceEntry, Subscription, open_broker, parse_offset
+from broker import (
+    SINCE_START,
+    BrokerOptions,
+    Event,
+    PresenceEntry,
+    Published,
+    Subscription,
+    open_broker,
+    parse_offset,
+)
 from broker.broker import RedisBroker
 from tests.conftest import MS
 from tests.helpers.servers import RedisServer
@@ -173,6 +182,38 @@ async def test_published_data_comes_back_byte_for_byte(broker: Broker) -> None:
     offset = await post(broker, "chat:a", data)
     [event] = await broker.history("chat:a")
     assert (event.offset, event.data, event.channel) == (offset, data, "chat:a")
+
+
+def publish_then(broker: Broker, channel: str, data: str, key: str | None = None) -> asyncio.Future[Published]:
+    """``broker.publish_then``, its outcome on a future for the test to await."""
+    outcome: asyncio.Future[Published] = asyncio.get_running_loop().create_future()
+
+    def then(published: Published | None, error: BaseException | None) -> None:
+        assert not outcome.done(), "told twice"
+        if error is not None:
+            outcome.set_exception(error)
+        else:
+            assert published is not None
+            outcome.set_result(published)
+
+    broker.publish_then(channel, data, then, key=key)
+    return outcome
+
+
+async def test_publish_then_lands_like_publish_in_call_order(broker: Broker) -> None:
+    # started from plain code, as a chat socket's frame handler does: no task, no await in between
+    outcomes = [publish_then(broker, "chat:then", f'{{"n":{n}}}') for n in range(20)]
+    published = await asyncio.wait_for(asyncio.gather(*outcomes), WAIT_S)
+    assert not any(p.repeated for p in published)
+    history = await broker.history("chat:then", SINCE_START)
+    assert [(e.offset, e.data) for e in history] == [(p.offset, f'{{"n":{n}}}') for n, p in enumerate(published)]
+
+
+async def test_publish_then_with_a_repeated_key_publishes_once(broker: Broker) -> None:
+    first = await asyncio.wait_for(publish_then(broker, "chat:then", '{"n":1}', key="k1"), WAIT_S)
+    again = await asyncio.wait_for(publish_then(broker, "chat:then", '{"n":2}', key="k1"), WAIT_S)
+    assert (again.offset, again.repeated, first.repeated) == (first.offset, True, False)
+    assert [e.data for e in await broker.history("chat:then", SINCE_START)] == ['{"n":1}']
 
 
 # -- history -----------------------------------------------------------------------------

@@ -3,6 +3,8 @@ against a real redis-server."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 import redis.asyncio as redis
 from redis.exceptions import NoScriptError
@@ -71,5 +73,30 @@ async def test_the_script_wire_notices_a_restarted_redis_before_writing(own_redi
 
         await eventually(noticed, 5, "the server's close of the idle connection")
         assert await wire.call([("ECHO", "after")]) == [b"after"]
+    finally:
+        await client.aclose()
+
+
+async def test_the_script_wire_times_out_a_reply_that_never_comes_and_starts_over(redis_server: RedisServer) -> None:
+    client = redis.Redis.from_url(redis_server.url)
+    wire = ScriptWire(client, timeout_s=0.2)
+    try:
+        with pytest.raises(TimeoutError):
+            await wire.call([("BLPOP", "never-pushed", 0)])  # blocks for ever on the server
+        assert await wire.call([("ECHO", "again")]) == [b"again"]  # a fresh connection, in order
+    finally:
+        await client.aclose()
+
+
+async def test_cancelling_a_script_wire_call_cancels_it_and_is_no_timeout(redis_server: RedisServer) -> None:
+    client = redis.Redis.from_url(redis_server.url)
+    wire = ScriptWire(client, timeout_s=5.0)
+    try:
+        call = asyncio.ensure_future(wire.call([("BLPOP", "never-pushed", 0)]))
+        await asyncio.sleep(0.1)
+        call.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await call
+        assert await wire.call([("ECHO", "again")]) == [b"again"]
     finally:
         await client.aclose()
