@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import errno
-import gc
 import logging
 import signal
 import socket
@@ -20,7 +19,7 @@ from pydantic import ValidationError
 from api.auth import Auth
 from api.logs import configure
 from api.models import is_room
-from api.serving import replica
+from api.serving import replica, settle_heap
 from api.settings import Settings
 from api.workers import check_port, supervise
 
@@ -138,7 +137,7 @@ def _serve_one(settings: Settings, *, shared: bool = False) -> int:
     server = replica(settings)
     # Modules, routes and schemas live as long as the process: the collector's full passes need not walk
     # them (one took ~0.3 s with a thousand sockets open, in the middle of the W4 benchmark).
-    gc.freeze()
+    settle_heap()
     # uvicorn re-raises the signal that stopped it once it has shut down gracefully; with this
     # handler in place that ends the process with status 0 instead of death by signal.
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -19,6 +19,7 @@ from api.graphql.types import GRAPHQL_WS_PROTOCOL, SUBPROTOCOLS
 from api.origins import origin_policy
 from api.state import AppState
 from api.ws.connection import Connection
+from api.ws.fastpath import accept
 
 
 def choose_subprotocol(offered: Sequence[str]) -> str | None:
@@ -36,7 +37,7 @@ async def graphql_socket(websocket: WebSocket) -> None:
         code = CloseCode.GQL_SUBPROTOCOL_NOT_ACCEPTABLE
         await websocket.close(code, CLOSE_CODE_EXPLANATIONS[code])
         return
-    await websocket.accept(subprotocol=protocol)
+    await accept(websocket, protocol)
     if state.connections.full():
         await websocket.close(CloseCode.TRY_AGAIN_LATER, "replica at HERALD_MAX_CONNECTIONS")
         return

@@ -24,7 +24,7 @@ from api.origins import origin_policy
 from api.state import AppState
 from api.ws.chat_frames import ChatFrames
 from api.ws.connection import Connection
-from api.ws.fastpath import frame_reader
+from api.ws.fastpath import accept, frame_reader
 from broker import Event, Subscription, Unavailable
 
 log = logging.getLogger(__name__)
@@ -54,7 +54,7 @@ async def chat_socket(websocket: WebSocket) -> None:
         log.info("refused chat handshake for room %r: %s", room, reason)
         await websocket.close(CloseCode.POLICY_VIOLATION, reason)  # before accept(): HTTP 403
         return
-    await websocket.accept()
+    await accept(websocket)
     if state.connections.full():
         await websocket.close(CloseCode.TRY_AGAIN_LATER, "replica at HERALD_MAX_CONNECTIONS")
         return

@@ -107,7 +107,7 @@ class Connection:
 
     async def send_now(self, frame: str) -> None:
         """Send directly, ahead of anything pushed (welcome and replay, before ``start_writer``)."""
-        await self.websocket.send_text(frame)
+        await self.writer.send_now(frame)
 
     def start_writer(self) -> None:
         """From now on pushed frames go out (in order, after everything sent with ``send_now``)."""

@@ -38,6 +38,8 @@ import struct
 from collections.abc import Callable
 from typing import Any
 
+from starlette.websockets import WebSocket, WebSocketState
+from uvicorn.protocols.utils import ClientDisconnected
 from websockets.exceptions import SecurityError
 from websockets.frames import Frame, Opcode
 
@@ -105,6 +107,19 @@ class FrameWriter:
             held.append(frame)
         return True
 
+    async def send(self, frame: bytes) -> None:
+        """``frame`` as the application's own ``send`` would write it (the welcome, a replay): once the transport
+        takes more, raising as uvicorn does when the peer is gone (``ClientDisconnected``, an ``OSError``) and as
+        Starlette does once the socket is closing (``RuntimeError``), but held and written
+        with the rest of this loop turn instead of through ASGI and websockets' framing."""
+        protocol = self._protocol
+        if not protocol.writable.is_set():
+            await protocol.writable.wait()
+        if protocol.disconnected:
+            raise ClientDisconnected()
+        if not self.write(frame):
+            raise RuntimeError('Cannot call "send" once a close message has been sent.')
+
     def flush(self) -> None:
         """Write what this turn held, as one buffer (before anything else is written to the socket)."""
         held, self._held = self._held, None
@@ -152,6 +167,20 @@ def frame_reader(websocket: Any) -> FrameReader | None:
     """The socket's ``FrameReader`` when Herald's protocol serves it (else frames come through ASGI)."""
     extension = websocket.scope.get("extensions", {}).get(EXTENSION)
     return extension.get("reader") if extension is not None else None
+
+
+async def accept(websocket: WebSocket, subprotocol: str | None = None) -> None:
+    """``websocket.accept(subprotocol)``, answered by Herald's protocol in place when it serves the socket."""
+    extension = websocket.scope.get("extensions", {}).get(EXTENSION)
+    if (
+        extension is not None
+        and websocket.client_state is WebSocketState.CONNECTING
+        and websocket.application_state is WebSocketState.CONNECTING
+        and extension["accept"](subprotocol)
+    ):
+        websocket.client_state = websocket.application_state = WebSocketState.CONNECTED
+        return
+    await websocket.accept(subprotocol)
 
 
 class HeraldWebSocketProtocol(LeanWebSocketProtocol):
@@ -206,7 +235,11 @@ class HeraldWebSocketProtocol(LeanWebSocketProtocol):
         ):
             self.frame_writer = FrameWriter(self)
             self.frame_reader = FrameReader(self)
-            self.scope["extensions"][EXTENSION] = {"writer": self.frame_writer, "reader": self.frame_reader}
+            self.scope["extensions"][EXTENSION] = {
+                "writer": self.frame_writer,
+                "reader": self.frame_reader,
+                "accept": self.accept_now,
+            }
 
     def _flush_held(self) -> None:
         writer = self.frame_writer

@@ -16,8 +16,10 @@ Measured with tracemalloc, most of an idle chat socket was uvicorn's protocol, n
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
+from uvicorn.protocols.utils import ClientDisconnected, get_client_addr, get_path_with_query_string
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.datastructures import Headers
 
@@ -52,6 +54,16 @@ class Inbox:
         else:
             self._items.append(item)
         self._wake_next()
+
+    def get_nowait(self) -> Any:
+        """The first item, taken; ``IndexError`` when there is none (``asyncio.Queue`` raises ``QueueEmpty``)."""
+        items = self._items
+        if not items:
+            raise IndexError("the inbox is empty")
+        item = items.pop(0)
+        if not items:
+            self._items = None
+        return item
 
     async def get(self) -> Any:
         while not self._items:
@@ -169,10 +181,48 @@ class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
     async def send(self, message: Any) -> None:
         await super().send(message)
         if self.handshake_complete and self.response is not None:
-            # The handshake is answered: its headers are not read again (the scope has its own copy).
-            # websockets' parser keeps the request object itself, so it is emptied.
-            self.request.headers = _NO_HEADERS
-            self.response = None  # type: ignore[assignment]
+            self._forget_handshake()
+
+    def _forget_handshake(self) -> None:
+        # The handshake is answered: its headers are not read again (the scope has its own copy).
+        # websockets' parser keeps the request object itself, so it is emptied.
+        self.request.headers = _NO_HEADERS
+        self.response = None  # type: ignore[assignment]
+
+    def accept_now(self, subprotocol: str | None) -> bool:
+        """The application's ``accept()`` answered synchronously: the ``websocket.connect`` message taken off
+        the queue and the 101 written as uvicorn's ``send({"type": "websocket.accept"})`` writes it (same
+        headers: the server's defaults, the chosen subprotocol), without the two ASGI rounds (receive, then
+        send, through Starlette) and the access-log arguments formatted for a disabled log. False (nothing
+        done) in any state but a fresh handshake: the caller accepts the ASGI way. Raises uvicorn's
+        ``ClientDisconnected`` when the peer is gone, as its ``send`` does."""
+        if self.disconnected:
+            raise ClientDisconnected()
+        queue = self.queue
+        if self.handshake_complete or self.response is None or not self.writable.is_set() or queue.empty():
+            return False
+        if queue.get_nowait()["type"] != "websocket.connect":  # (it is queued first, before the task starts)
+            raise RuntimeError("the websocket.connect message was not first in the queue")
+        if self.read_paused and queue.empty():
+            self.read_paused = False
+            self.transport.resume_reading()
+        if self.logger.isEnabledFor(logging.INFO):
+            self.logger.info(
+                '%s - "WebSocket %s" [accepted]', get_client_addr(self.scope), get_path_with_query_string(self.scope)
+            )
+        headers = [(name.decode("latin-1").lower(), value.decode("latin-1")) for name, value in self.default_headers]
+        if subprotocol:
+            headers.append(("Sec-WebSocket-Protocol", subprotocol))
+        response = self.response
+        del response.headers["Date"]
+        response.headers.update(headers)
+        if not self.transport.is_closing():
+            self.handshake_complete = True
+            self.conn.send_response(response)
+            self.transport.write(b"".join(self.conn.data_to_send()))
+            self.start_keepalive()
+            self._forget_handshake()
+        return True
 
     # -- keepalive: uvicorn sends the pings and keeps the pong deadline; the wheel says when
 

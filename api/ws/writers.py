@@ -60,6 +60,10 @@ class Writer(Protocol):
         """As ``push``, but wait for room instead of overflowing (a replay longer than the buffer): the queued
         writer while ``limit`` frames wait, the prepared-frame writer until nothing waits at all."""
 
+    async def send_now(self, frame: str) -> None:
+        """Send ``frame`` ahead of anything pushed and not yet written (``Connection.send_now``): once the
+        transport takes more; raises as Starlette's ``send_text`` does when the socket is gone or closing."""
+
     def start(self) -> None:
         """From now on pushed frames go out."""
 
@@ -142,6 +146,9 @@ class PreparedFrameWriter:
             await self._drained.wait()
         self.push(frame)
 
+    async def send_now(self, frame: str) -> None:
+        await self._frames.send(text_frame(frame.encode()))
+
     def start(self) -> None:
         self._live = True
         self._drain()
@@ -193,6 +200,9 @@ class QueuedWriter:
         if not self.closed:
             await self._queue.put(frame)
             self._counts.delivered += 1
+
+    async def send_now(self, frame: str) -> None:
+        await self._send(frame)
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._write(), name=self._name)

@@ -301,3 +301,31 @@ async def test_events_handed_over_in_one_loop_turn_leave_in_one_write_per_socket
         assert socket.protocol is not None
         assert socket.peer.texts == [e.data for e in events]
         assert socket.protocol.transport.writes == 1
+
+
+async def test_send_now_on_prepared_frames_waits_while_the_transport_is_paused() -> None:
+    socket = await open_socket("prepared")
+    assert socket.protocol is not None
+    socket.protocol.pause_writing()
+    sent = asyncio.create_task(socket.conn.send_now("welcome"))
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert socket.peer.texts == [] and not sent.done()
+    socket.protocol.resume_writing()
+    await asyncio.wait_for(sent, 5)
+    await until(lambda: socket.peer.texts == ["welcome"])
+
+
+async def test_send_now_on_prepared_frames_raises_once_the_peer_is_gone_or_the_socket_closing() -> None:
+    socket = await open_socket("prepared")
+    assert socket.protocol is not None
+    socket.protocol.disconnected = True
+    with pytest.raises(OSError):
+        await socket.conn.send_now("welcome")
+    socket = await open_socket("prepared")
+    assert socket.protocol is not None
+    socket.protocol.close_sent = True
+    with pytest.raises(RuntimeError):
+        await socket.conn.send_now("welcome")
+    await asyncio.sleep(0)
+    assert socket.peer.texts == []
