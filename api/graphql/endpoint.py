@@ -19,7 +19,7 @@ from api.graphql.types import GRAPHQL_WS_PROTOCOL, SUBPROTOCOLS
 from api.origins import origin_policy
 from api.state import AppState
 from api.ws.connection import Connection
-from api.ws.fastpath import accept
+from api.ws.frame_io import accept
 
 
 def choose_subprotocol(offered: Sequence[str]) -> str | None:

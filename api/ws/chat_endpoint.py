@@ -24,7 +24,7 @@ from api.origins import origin_policy
 from api.state import AppState
 from api.ws.chat_frames import ChatFrames
 from api.ws.connection import Connection
-from api.ws.fastpath import accept, frame_reader
+from api.ws.frame_io import accept, frame_reader
 from broker import Event, Subscription, Unavailable
 
 log = logging.getLogger(__name__)

@@ -1,6 +1,6 @@
 """A chat socket's client frames -> ``ChatProtocol`` -> actions, with no await per frame.
 
-Fed synchronously, straight from Herald's uvicorn protocol (``api.ws.fastpath.FrameReader``), or by the
+Fed synchronously, straight from Herald's uvicorn protocol (``api.ws.frame_io.FrameReader``), or by the
 handler's ASGI receive loop on any other server. The rules are the machine's; this keeps two promises the
 old one-frame-at-a-time loop kept by waiting:
 

@@ -4,7 +4,7 @@ Measured with tracemalloc, most of an idle chat socket was uvicorn's protocol, n
 
 - an ``asyncio.Queue`` (the ASGI receive queue: three deques and an ``asyncio.Event`` with a fourth) and an
   ``asyncio.Event`` (``writable``: a fifth deque). A deque is ~760 bytes however empty: ~4 KB for a socket
-  that, once its handler reads frames straight from the protocol (``api.ws.fastpath.FrameReader``), queues
+  that, once its handler reads frames straight from the protocol (``api.ws.frame_io.FrameReader``), queues
   nothing but its ``connect`` and ``disconnect``. ``Inbox`` and ``Gate`` do what the protocol asks of those
   two with the same semantics, holding a list only while something waits in it;
 - an instance dict of 37 attributes: past 30 it stops sharing its keys with the class (1.6 KB instead of

@@ -28,7 +28,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from api.errors import CloseCode
 from api.metrics import Counts
-from api.ws.fastpath import EXTENSION, FrameWriter, text_frame
+from api.ws.frame_io import EXTENSION, FrameWriter, text_frame
 from broker import Event
 
 log = logging.getLogger(__name__)

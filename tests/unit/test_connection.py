@@ -22,7 +22,7 @@ from api.errors import CloseCode
 from api.metrics import Counts
 from api.ws import connection as connection_module
 from api.ws.connection import Connection
-from api.ws.fastpath import EXTENSION, FrameWriter
+from api.ws.frame_io import EXTENSION, FrameWriter
 from api.ws.writers import PreparedFrameWriter, QueuedWriter, wire
 from broker import Event
 

@@ -6,7 +6,7 @@ import pytest
 from websockets.frames import Frame, Opcode
 from websockets.streams import StreamReader
 
-from api.ws.fastpath import text_frame
+from api.ws.frame_io import text_frame
 
 
 def parse(data: bytes) -> Frame:

@@ -25,7 +25,8 @@ from websockets.uri import parse_uri
 
 from api.metrics import Counts
 from api.ws.connection import Connection
-from api.ws.fastpath import EXTENSION, FrameReader, FrameWriter, HeraldWebSocketProtocol, accept, text_frame
+from api.ws.fastpath import HeraldWebSocketProtocol
+from api.ws.frame_io import EXTENSION, FrameReader, FrameWriter, accept, text_frame
 from api.ws.lean import Inbox
 
 HANDSHAKE = (
