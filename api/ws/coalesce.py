@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import weakref
 from typing import Protocol
+
+from api.ws.loop_local import LoopLocal
 
 log = logging.getLogger(__name__)
 
@@ -50,12 +51,5 @@ class Flusher:
                 log.exception("flushing a socket's frames failed")
 
 
-_flushers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Flusher] = weakref.WeakKeyDictionary()
-
-
-def flusher_for(loop: asyncio.AbstractEventLoop) -> Flusher:
-    """The one flusher of ``loop`` (tests run many loops in one process)."""
-    flusher = _flushers.get(loop)
-    if flusher is None:
-        flusher = _flushers[loop] = Flusher(loop)
-    return flusher
+#: ``flusher_for(loop)``: the one flusher of ``loop``
+flusher_for: LoopLocal[Flusher] = LoopLocal(Flusher)

@@ -13,8 +13,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import weakref
 from typing import Protocol
+
+from api.ws.loop_local import LoopLocal
 
 log = logging.getLogger(__name__)
 
@@ -55,12 +56,5 @@ class PingWheel:
                 log.exception("a keepalive ping failed")
 
 
-_wheels: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, PingWheel] = weakref.WeakKeyDictionary()
-
-
-def ping_wheel(loop: asyncio.AbstractEventLoop) -> PingWheel:
-    """The one wheel of ``loop`` (tests run many loops in one process)."""
-    wheel = _wheels.get(loop)
-    if wheel is None:
-        wheel = _wheels[loop] = PingWheel(loop)
-    return wheel
+#: ``ping_wheel(loop)``: the one wheel of ``loop``
+ping_wheel: LoopLocal[PingWheel] = LoopLocal(PingWheel)
