@@ -5,14 +5,11 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from redis.asyncio.cluster import RedisCluster
 
-from broker import Broker, BrokerOptions, open_broker
 from broker.cluster_connect import create_cluster_redis
 from broker.keys import ChannelKeys, chat_channel
 from broker.urls import ClusterUrl, parse_redis_url
@@ -80,22 +77,3 @@ def shardnumsub(topology: ClusterTopology, port: int, name: str) -> int:
     """``PUBSUB SHARDNUMSUB name`` on one node: its local subscribers of ``name``."""
     [(_name, count)] = topology.client(port).execute_command("PUBSUB SHARDNUMSUB", name)
     return int(count)
-
-
-@asynccontextmanager
-async def broker_factory(url: str, key_prefix: str) -> AsyncIterator[Callable[..., Awaitable[Broker]]]:
-    """``make(**options)``: a started broker on ``url`` (replica-1, replica-2, ...); all closed on exit."""
-    brokers: list[Broker] = []
-
-    async def make(**options: Any) -> Broker:
-        options.setdefault("replica_id", f"replica-{len(brokers) + 1}")
-        broker = open_broker(url, BrokerOptions(prefix=key_prefix, **options))
-        brokers.append(broker)
-        await broker.start()
-        return broker
-
-    try:
-        yield make
-    finally:
-        for broker in brokers:
-            await broker.close()

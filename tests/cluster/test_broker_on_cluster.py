@@ -17,7 +17,8 @@ import pytest
 
 from broker import Broker, Event, OutcomeUnknown, Unavailable
 from broker.keys import ChannelKeys, chat_channel
-from tests.cluster.helpers import broker_factory, until
+from tests.cluster.helpers import until
+from tests.helpers.brokers import brokers_on
 from tests.helpers.topologies import ClusterTopology
 
 pytestmark = pytest.mark.redis
@@ -28,7 +29,7 @@ BrokerFactory = Callable[..., Awaitable[Broker]]
 
 @pytest.fixture
 async def cluster_broker(cluster: ClusterTopology, key_prefix: str) -> AsyncIterator[BrokerFactory]:
-    async with broker_factory(cluster.url(), key_prefix) as make:
+    async with brokers_on(cluster.url(), key_prefix) as make:
         yield make
 
 

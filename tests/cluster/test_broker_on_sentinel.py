@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from broker import chat_channel
-from tests.cluster.helpers import broker_factory, until
+from tests.cluster.helpers import until
 from tests.cluster.test_broker_on_cluster import (
     BrokerFactory,
     assert_exactly_once_in_order,
@@ -19,6 +19,7 @@ from tests.cluster.test_broker_on_cluster import (
     live_subscriber,
     numbered_stream,
 )
+from tests.helpers.brokers import brokers_on
 from tests.helpers.topologies import SentinelTopology
 
 pytestmark = pytest.mark.redis
@@ -26,7 +27,7 @@ pytestmark = pytest.mark.redis
 
 @pytest.fixture
 async def sentinel_broker(sentinels: SentinelTopology, key_prefix: str) -> AsyncIterator[BrokerFactory]:
-    async with broker_factory(sentinels.url, key_prefix) as make:
+    async with brokers_on(sentinels.url, key_prefix) as make:
         yield make
 
 

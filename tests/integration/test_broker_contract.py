@@ -20,16 +20,15 @@ from redis.asyncio.cluster import RedisCluster
 
 from broker import (
     SINCE_START,
-    BrokerOptions,
     Event,
     PresenceEntry,
     Published,
     Subscription,
-    open_broker,
     parse_offset,
 )
 from broker.broker import RedisBroker
 from tests.conftest import MS
+from tests.helpers.brokers import brokers_on as any_brokers_on
 from tests.helpers.servers import RedisServer
 
 WAIT_S = 5.0
@@ -49,24 +48,16 @@ def redis_url(request: pytest.FixtureRequest) -> str:
 
 @contextlib.asynccontextmanager
 async def brokers_on(url: str, prefix: str) -> AsyncIterator[BrokerFactory]:
-    """Brokers on ``url`` (each ``memory://`` one is its own embedded Redis), closed on exit."""
-    brokers: list[Broker] = []
+    """``tests.helpers.brokers.brokers_on``, each broker a ``RedisBroker`` that is ready once started."""
+    async with any_brokers_on(url, prefix) as make:
 
-    async def make(**options: Any) -> Broker:
-        options.setdefault("replica_id", f"replica-{len(brokers) + 1}")
-        options.setdefault("prefix", prefix)
-        broker = open_broker(url, BrokerOptions(**options))
-        assert isinstance(broker, RedisBroker)
-        brokers.append(broker)
-        await broker.start()
-        assert broker.ready
-        return broker
+        async def ready(**options: Any) -> Broker:
+            broker = await make(**options)
+            assert isinstance(broker, RedisBroker)
+            assert broker.ready
+            return broker
 
-    try:
-        yield make
-    finally:
-        for broker in brokers:
-            await broker.close()
+        yield ready
 
 
 @pytest.fixture
