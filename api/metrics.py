@@ -57,11 +57,11 @@ class Metrics:
         """Time one publish and count it once it succeeded."""
         started = time.perf_counter()
         yield
-        self.publish_seconds.observe(time.perf_counter() - started)
-        self.counts.published += 1
+        self.published(started)
 
     def published(self, started: float) -> None:
-        """``publishing()``'s end, for a publish that completes through a callback: it succeeded."""
+        """A publish started at ``started`` (``time.perf_counter()``) succeeded: ``publishing()``'s end, and the
+        whole of it for a publish that completes through a callback."""
         self.publish_seconds.observe(time.perf_counter() - started)
         self.counts.published += 1
 
